@@ -1,0 +1,118 @@
+/*
+ * engine_internal.h - structures and helpers shared by the engine's sources.
+ * Not part of the public API: nothing outside engine/ includes this file.
+ */
+#ifndef USHER_ENGINE_INTERNAL_H
+#define USHER_ENGINE_INTERNAL_H
+
+#include "engine.h"
+
+#include <stdnoreturn.h>
+
+/* Assertions stay on in release builds: a broken invariant in a box office
+ * must stop the process, not sell a seat twice. */
+noreturn void engine__assert_fail(const char *expr, const char *file, int line);
+#define ENGINE_ASSERT(c) ((c) ? (void)0 : engine__assert_fail(#c, __FILE__, __LINE__))
+
+#define ENGINE_BITS_WORDS(n) (((size_t)(n) + 63) / 64)
+
+static inline bool engine__bit_get(const uint64_t *bm, uint32_t i)
+{
+    return (bm[i >> 6] >> (i & 63)) & 1u;
+}
+static inline void engine__bit_set(uint64_t *bm, uint32_t i)
+{
+    bm[i >> 6] |= (uint64_t)1 << (i & 63);
+}
+static inline void engine__bit_clear(uint64_t *bm, uint32_t i)
+{
+    bm[i >> 6] &= ~((uint64_t)1 << (i & 63));
+}
+
+/* ---- u64 -> u32 hash map (index.c) ---------------------------------------
+ * Open addressing with linear probing and backward-shift deletion, sized once
+ * at init to at least twice the maximum entry count, so it never grows and
+ * probes stay short. A stored value of 0 marks an empty slot; values are kept
+ * as v + 1 internally. */
+typedef struct engine__map {
+    uint64_t *keys;
+    uint32_t *vals; /* value + 1; 0 = empty */
+    uint32_t mask;
+    uint32_t count;
+    uint32_t max;
+} engine__map;
+
+#define ENGINE_MAP_NONE UINT32_MAX
+
+int engine__map_init(engine__map *m, uint32_t max_entries);
+void engine__map_free(engine__map *m);
+uint32_t engine__map_get(const engine__map *m, uint64_t key);
+void engine__map_put(engine__map *m, uint64_t key, uint32_t val); /* key must be absent */
+bool engine__map_del(engine__map *m, uint64_t key);
+uint64_t engine__mix64(uint64_t x);
+
+/* ---- Layouts (layout.c) --------------------------------------------------- */
+typedef struct engine__layout {
+    uint64_t id;
+    uint32_t seat_count, row_count, category_count, best_row;
+    uint32_t words;     /* 64-bit words in a seat bitmap */
+    int32_t centre2;    /* min_col + max_col over all seats (twice the centre) */
+    uint32_t showtimes; /* showtimes using this layout */
+    engine_seat_spec *seats;
+    uint8_t *seat_cat;  /* compact copy of seats[i].category: hot path */
+    uint16_t *seat_row; /* compact copy of seats[i].row */
+    char (*row_labels)[ENGINE_LABEL_MAX];
+    char category_names[ENGINE_CATEGORIES_MAX][ENGINE_NAME_MAX];
+    uint32_t *row_first;   /* row_count + 1 entries: row r is [row_first[r], row_first[r+1]) */
+    uint32_t *row_order;   /* rows in best-available preference order */
+    uint8_t *row_cats;     /* per row: bit c set when the row has a seat of category c */
+    uint32_t *label_slots; /* label hash table: seat index + 1, 0 = empty */
+    uint32_t label_mask;
+    uint64_t *cat_mask; /* category_count bitmaps of `words` words each */
+    uint64_t *access;   /* accessible or companion seats */
+    uint64_t *blocked;  /* never for sale */
+    uint64_t *brk;      /* bit i: seat i is not adjacent to seat i + 1 */
+    uint32_t blocked_per_cat[ENGINE_CATEGORIES_MAX];
+    uint8_t *blob; /* canonical encoding, the LAYOUT_CREATE payload */
+    uint32_t blob_len;
+} engine__layout;
+
+/* Encodes a spec into its canonical blob (malloc'd). Returns 0, ENGINE_BAD_LAYOUT
+ * with *problem filled for structural problems found while encoding, or
+ * ENGINE_ENOMEM. */
+int engine__layout_encode(const engine_layout_spec *spec, uint8_t **blob, uint32_t *blob_len,
+                          engine_problem *problem);
+
+/* Builds a layout from a canonical blob, validating everything. Takes
+ * ownership of `blob` on success. Returns 0, ENGINE_BAD_LAYOUT (problem
+ * filled), or ENGINE_ENOMEM. */
+int engine__layout_build(uint64_t id, uint8_t *blob, uint32_t blob_len, engine__layout *out,
+                         engine_problem *problem);
+void engine__layout_free(engine__layout *l);
+int32_t engine__layout_find(const engine__layout *l, const char *label);
+
+/* ---- Little-endian codec helpers (record.c and layout.c) ------------------ */
+typedef struct engine__wbuf {
+    uint8_t *p;
+    size_t len, cap;
+    bool overflow;
+} engine__wbuf;
+
+typedef struct engine__rbuf {
+    const uint8_t *p;
+    size_t len, pos;
+    bool bad;
+} engine__rbuf;
+
+void engine__put_u8(engine__wbuf *w, uint8_t v);
+void engine__put_u16(engine__wbuf *w, uint16_t v);
+void engine__put_u32(engine__wbuf *w, uint32_t v);
+void engine__put_u64(engine__wbuf *w, uint64_t v);
+void engine__put_bytes(engine__wbuf *w, const void *b, size_t n);
+uint8_t engine__get_u8(engine__rbuf *r);
+uint16_t engine__get_u16(engine__rbuf *r);
+uint32_t engine__get_u32(engine__rbuf *r);
+uint64_t engine__get_u64(engine__rbuf *r);
+const uint8_t *engine__get_bytes(engine__rbuf *r, size_t n);
+
+#endif /* USHER_ENGINE_INTERNAL_H */
