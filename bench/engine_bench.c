@@ -55,10 +55,12 @@ static void layout_make(engine *e, uint64_t id, uint32_t rows, uint32_t cols, ui
     strcpy(spec.category_names[2], "platinum");
     uint32_t k = 0;
     for (uint32_t r = 0; r < rows; r++) {
-        snprintf(labels[r], ENGINE_LABEL_MAX, "R%" PRIu32, r + 1);
+        /* Rows and columns fit 16 bits (engine limits), so labels fit 16 bytes. */
+        snprintf(labels[r], ENGINE_LABEL_MAX, "R%hu", (unsigned short)(r + 1));
         for (uint32_t c = 0; c < cols; c++, k++) {
             engine_seat_spec *s = &seats[k];
-            snprintf(s->label, ENGINE_LABEL_MAX, "R%" PRIu32 "-%" PRIu32, r + 1, c + 1);
+            snprintf(s->label, ENGINE_LABEL_MAX, "R%hu-%hu", (unsigned short)(r + 1),
+                     (unsigned short)(c + 1));
             s->row = (uint16_t)r;
             s->col = (uint16_t)(c + c / aisle); /* one empty column per aisle */
             s->category = (uint8_t)(r * 3 / rows);

@@ -151,7 +151,7 @@ typedef struct params {
     size_t ops;
     bool big;              /* include the 100,000-seat layout and its showtime */
     size_t full_every;     /* full-state compare cadence, in ops */
-    size_t big_full_every; /* ... for the 100,000-seat seat map */
+    size_t big_full_every; /* ... for the 100,000-seat showtime and engine_check() */
     size_t bookings_every; /* ... for every booking ever made */
     uint32_t future_min;   /* keep at least this many small showtimes ahead */
     uint32_t future_max;   /* ... and create no more than this many */
@@ -1804,9 +1804,9 @@ static void full_compare(harness *t, bool everything)
               se);
         uint32_t cats = model_layout_category_count(t->m, lm);
         CHECK(t, memcmp(pe, pm, cats * sizeof pe[0]) == 0, "showtime %" PRIu64 " prices", id);
-        expect_availability(t, id);
         if (id == BIG_SHOWTIME && !big)
             continue;
+        expect_availability(t, id);
         uint32_t n = 0;
         const uint8_t *ms = model_seatmap(t->m, id, &n);
         if (t->seatbuf_cap < n) {
@@ -1864,7 +1864,8 @@ static void full_compare(harness *t, bool everything)
         }
     }
 
-    engine_check(t->e);
+    if (big)
+        engine_check(t->e); /* O(state): the 100,000-seat showtime dominates */
     CHECK(t, engine_digest(t->f) == engine_digest(t->e),
           "follower digest 0x%016" PRIx64 ", engine 0x%016" PRIx64 " after %zu records",
           engine_digest(t->f), engine_digest(t->e), t->log_count);
@@ -2218,7 +2219,7 @@ Test(engine_model, random_ops, .fini = harness_free)
         .ops = (size_t)env_u64("USHER_MODEL_OPS", MODEL_OPS_DEFAULT),
         .big = true,
         .full_every = 1000,
-        .big_full_every = 1000,
+        .big_full_every = 5000,
         .bookings_every = 10000,
         .future_min = 3,
         .future_max = 6,

@@ -62,6 +62,9 @@ struct model {
 
     m_user *users;
     size_t user_count, user_cap;
+
+    uint8_t *eligible; /* hold_best scratch: one flag per seat */
+    size_t eligible_cap;
 };
 
 /* The model is test code: running out of memory is not a case it models. */
@@ -136,6 +139,7 @@ void model_destroy(model *m)
     free(m->live);
     free(m->bookings);
     free(m->users);
+    free(m->eligible);
     free(m);
 }
 
@@ -564,13 +568,12 @@ typedef struct best_key {
     uint64_t k[5];
 } best_key;
 
-static int key_cmp(const best_key *a, const best_key *b)
+static bool key_less(const best_key *a, const best_key *b)
 {
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < 5; i++)
         if (a->k[i] != b->k[i])
-            return a->k[i] < b->k[i] ? -1 : 1;
-    }
-    return 0;
+            return a->k[i] < b->k[i];
+    return false;
 }
 
 engine_result model_hold_best(model *m, int64_t now_ms, uint64_t showtime_id, uint64_t user_id,
@@ -590,30 +593,36 @@ engine_result model_hold_best(model *m, int64_t now_ms, uint64_t showtime_id, ui
     if (category >= l->category_count)
         return ENGINE_UNKNOWN_CATEGORY;
 
+    grow((void **)&m->eligible, &m->eligible_cap, l->seat_count, 1);
+    uint8_t *ok = m->eligible;
+    for (uint32_t i = 0; i < l->seat_count; i++)
+        ok[i] = seat_eligible(s, i, category, options);
+
     /* Walk every run of eligible seats (same row, columns one apart) and
-     * score every block of `count` seats inside it. O(seats) per call. */
+     * score every block of `count` seats inside it: O(seats) per call, and
+     * the 100,000-seat showtime pays for it, so the loop stays plain. */
     bool found = false;
     best_key best = {{0}};
     uint32_t best_first = 0;
     uint64_t centre2 = (uint64_t)l->min_col + l->max_col;
     uint32_t i = 0;
     while (i < l->seat_count) {
-        if (!seat_eligible(s, i, category, options)) {
+        if (!ok[i]) {
             i++;
             continue;
         }
         uint32_t run_first = i, run_last = i;
-        while (run_last + 1 < l->seat_count && seat_eligible(s, run_last + 1, category, options) &&
+        while (run_last + 1 < l->seat_count && ok[run_last + 1] &&
                l->seats[run_last + 1].row == l->seats[run_last].row &&
                l->seats[run_last + 1].col == l->seats[run_last].col + 1)
             run_last++;
         i = run_last + 1;
         if (run_last - run_first + 1 < count)
             continue;
+        uint32_t row = l->seats[run_first].row;
         for (uint32_t b = run_first; b + count - 1 <= run_last; b++) {
             uint32_t e = b + count - 1;
             uint32_t left = b - run_first, right = run_last - e;
-            uint32_t row = l->seats[b].row;
             uint64_t span2 = (uint64_t)l->seats[b].col + l->seats[e].col;
             best_key k;
             k.k[0] = (left == 1 || right == 1) ? 1 : 0;
@@ -621,7 +630,7 @@ engine_result model_hold_best(model *m, int64_t now_ms, uint64_t showtime_id, ui
             k.k[2] = row > l->best_row ? 0 : 1;
             k.k[3] = span2 > centre2 ? span2 - centre2 : centre2 - span2;
             k.k[4] = b;
-            if (!found || key_cmp(&k, &best) < 0) {
+            if (!found || key_less(&k, &best)) {
                 best = k;
                 best_first = b;
                 found = true;
