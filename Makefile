@@ -25,6 +25,7 @@ test: deps $(ASAN_DIR)/build.ninja
 
 bench: all
 	./$(RELEASE_DIR)/bench/engine-bench
+	./$(RELEASE_DIR)/bench/replay-bench
 
 run:
 	@echo "make run: usherd (the HTTP server) arrives with issue #4; nothing to run yet."

@@ -18,72 +18,6 @@
 #include <string.h>
 #include <xxhash.h>
 
-#define ID_SEQ_BITS 48
-#define ID_SEQ_MASK ((UINT64_C(1) << ID_SEQ_BITS) - 1)
-#define SLOT_NONE   UINT32_MAX
-#define HINT_NONE   0xff
-
-typedef struct showtime {
-    bool used;
-    uint64_t id, layout_id;
-    uint32_t layout_slot;
-    int64_t start_ms;
-    uint32_t prices[ENGINE_CATEGORIES_MAX];
-    uint64_t *held, *sold; /* one allocation: held, then sold */
-    uint32_t *row_free;    /* per row: seats neither held, sold nor blocked */
-    /* Best-available cache, per row: an upper bound on the longest eligible
-     * run for query class row_hint_cls (category * 2 + allow_accessible),
-     * from the row's last scan. Taking seats keeps it an upper bound;
-     * freeing one invalidates it. Not logical state: never digested. */
-    uint32_t *row_hint;
-    uint8_t *row_hint_cls;
-    engine_category_counts counts[ENGINE_CATEGORIES_MAX];
-    uint32_t live_holds, confirmed;
-} showtime;
-
-typedef struct hold {
-    uint64_t id, showtime_id, user_id;
-    int64_t created_ms, expires_ms;
-    uint64_t amount;
-    uint32_t showtime_slot;
-    uint32_t heap_pos;
-    uint32_t user_prev, user_next; /* circular list of the user's live holds, by id */
-    uint32_t seat_count;
-    uint32_t seats[ENGINE_HOLD_SEATS_MAX];
-} hold;
-
-typedef struct booking {
-    engine_booking_info info;
-    uint32_t next_by_user; /* older booking of the same user, or SLOT_NONE */
-} booking;
-
-struct engine {
-    engine_config cfg;
-    int64_t now_ms;
-
-    engine__layout *layouts;
-    bool *layout_used;
-    engine__map layout_ids;
-
-    showtime *showtimes;
-    engine__map showtime_ids;
-
-    hold *holds;
-    uint32_t *hold_free; /* stack of free hold slots */
-    uint32_t hold_free_n;
-    engine__map hold_ids;
-    engine__map user_holds; /* user -> slot of their oldest live hold */
-    uint32_t *heap;         /* live hold slots, min-heap on (expires_ms, id) */
-    uint32_t heap_n;
-    uint64_t hold_seq; /* next hold sequence number */
-
-    booking *bookings; /* slot = booking sequence number - 1 */
-    uint32_t booking_n;
-    engine__map user_bookings; /* user -> slot of their newest booking */
-    uint32_t *idem_slots;      /* booking slot + 1, by (user, key) hash */
-    uint32_t idem_mask;
-};
-
 /* ---- Configuration --------------------------------------------------------- */
 
 void engine_config_default(engine_config *cfg)
@@ -165,6 +99,8 @@ int engine_create(const engine_config *cfg, engine **out)
     e->bookings = calloc(cfg->bookings_max, sizeof(*e->bookings));
     e->idem_slots = calloc(idem_slots, sizeof(*e->idem_slots));
     e->idem_mask = (uint32_t)(idem_slots - 1);
+    e->booking_dirty = calloc(ENGINE_BITS_WORDS(cfg->bookings_max), sizeof(uint64_t));
+    e->layout_dirty = calloc(cfg->layouts_max, sizeof(bool));
     int rc = 0;
     if (e->layouts == NULL || e->layout_used == NULL || e->showtimes == NULL || e->holds == NULL ||
         e->hold_free == NULL || e->heap == NULL || e->bookings == NULL || e->idem_slots == NULL)
@@ -205,6 +141,7 @@ void engine_destroy(engine *e)
         for (uint32_t i = 0; i < e->cfg.showtimes_max; i++) {
             free(e->showtimes[i].held);
             free(e->showtimes[i].row_free);
+            free(e->showtimes[i].restore_held);
         }
     }
     free(e->layouts);
@@ -215,6 +152,8 @@ void engine_destroy(engine *e)
     free(e->heap);
     free(e->bookings);
     free(e->idem_slots);
+    free(e->booking_dirty);
+    free(e->layout_dirty);
     engine__map_free(&e->layout_ids);
     engine__map_free(&e->showtime_ids);
     engine__map_free(&e->hold_ids);
@@ -241,7 +180,7 @@ static const engine__layout *layout_find(const engine *e, uint64_t id)
     return slot == ENGINE_MAP_NONE ? NULL : &e->layouts[slot];
 }
 
-static showtime *showtime_find(const engine *e, uint64_t id)
+showtime *engine__showtime_find(const engine *e, uint64_t id)
 {
     uint32_t slot = engine__map_get(&e->showtime_ids, id);
     return slot == ENGINE_MAP_NONE ? NULL : &e->showtimes[slot];
@@ -252,7 +191,7 @@ static const engine__layout *showtime_layout(const engine *e, const showtime *st
     return &e->layouts[st->layout_slot];
 }
 
-static uint64_t id_make(const engine *e, uint64_t seq)
+uint64_t engine__id_make(const engine *e, uint64_t seq)
 {
     return ((uint64_t)e->cfg.id_prefix << ID_SEQ_BITS) | seq;
 }
@@ -290,6 +229,7 @@ static void seats_hold(const engine *e, showtime *st, const uint32_t *seats, uin
         ENGINE_ASSERT(!engine__bit_get(st->held, s) && !engine__bit_get(st->sold, s) &&
                       !engine__bit_get(l->blocked, s));
         engine__bit_set(st->held, s);
+        st->dirty = true;
         engine_category_counts *c = &st->counts[l->seat_cat[s]];
         c->free--;
         c->held++;
@@ -304,6 +244,7 @@ static void seats_unhold(const engine *e, showtime *st, const uint32_t *seats, u
         uint32_t s = seats[i];
         ENGINE_ASSERT(engine__bit_get(st->held, s));
         engine__bit_clear(st->held, s);
+        st->dirty = true;
         engine_category_counts *c = &st->counts[l->seat_cat[s]];
         c->held--;
         c->free++;
@@ -320,6 +261,7 @@ static void seats_sell(const engine *e, showtime *st, const uint32_t *seats, uin
         ENGINE_ASSERT(engine__bit_get(st->held, s) && !engine__bit_get(st->sold, s));
         engine__bit_clear(st->held, s);
         engine__bit_set(st->sold, s);
+        st->dirty = true;
         engine_category_counts *c = &st->counts[l->seat_cat[s]];
         c->held--;
         c->sold++;
@@ -333,6 +275,7 @@ static void seats_unsell(const engine *e, showtime *st, const uint32_t *seats, u
         uint32_t s = seats[i];
         ENGINE_ASSERT(engine__bit_get(st->sold, s));
         engine__bit_clear(st->sold, s);
+        st->dirty = true;
         engine_category_counts *c = &st->counts[l->seat_cat[s]];
         c->sold--;
         c->free++;
@@ -398,11 +341,13 @@ static void heap_remove(engine *e, uint32_t pos)
 
 /* ---- Hold lifecycle ----------------------------------------------------------- */
 
-static uint32_t hold_insert(engine *e, int64_t now_ms, showtime *st, uint64_t hold_id,
-                            uint64_t user_id, int64_t expires_ms, uint64_t amount,
-                            const uint32_t *seats, uint32_t n)
+uint32_t engine__hold_insert(engine *e, int64_t now_ms, showtime *st, uint64_t hold_id,
+                             uint64_t user_id, int64_t expires_ms, uint64_t amount,
+                             const uint32_t *seats, uint32_t n)
 {
     ENGINE_ASSERT(e->hold_free_n > 0 && n >= 1 && n <= ENGINE_HOLD_SEATS_MAX);
+    /* 2^48 holds per shard is centuries of on-sales; wrapping would reuse ids. */
+    ENGINE_ASSERT((hold_id & ID_SEQ_MASK) < ID_SEQ_MASK);
     uint32_t slot = e->hold_free[--e->hold_free_n];
     hold *h = &e->holds[slot];
     h->id = hold_id;
@@ -516,7 +461,7 @@ static engine_result hold_precheck(const engine *e, int64_t now_ms, uint64_t sho
 {
     if (now_ms < e->now_ms)
         return ENGINE_TIME_BACKWARDS;
-    showtime *st = showtime_find(e, showtime_id);
+    showtime *st = engine__showtime_find(e, showtime_id);
     if (st == NULL)
         return ENGINE_UNKNOWN_SHOWTIME;
     if (now_ms >= st->start_ms)
@@ -583,9 +528,9 @@ engine_result engine_hold_place(engine *e, int64_t now_ms, uint64_t showtime_id,
     if (holds_full(e))
         return ENGINE_CAPACITY;
 
-    uint32_t slot = hold_insert(e, now_ms, st, id_make(e, e->hold_seq), user_id,
-                                add_ms(now_ms, e->cfg.hold_ttl_ms),
-                                seats_amount(e, st, seats, seat_count), seats, seat_count);
+    uint32_t slot = engine__hold_insert(e, now_ms, st, engine__id_make(e, e->hold_seq), user_id,
+                                        add_ms(now_ms, e->cfg.hold_ttl_ms),
+                                        seats_amount(e, st, seats, seat_count), seats, seat_count);
     record_hold_place(rec, now_ms, &e->holds[slot]);
     return ENGINE_OK;
 }
@@ -749,9 +694,9 @@ engine_result engine_hold_best(engine *e, int64_t now_ms, uint64_t showtime_id, 
     uint32_t seats[ENGINE_HOLD_SEATS_MAX];
     for (uint32_t i = 0; i < count; i++)
         seats[i] = best.first + i;
-    uint32_t slot = hold_insert(e, now_ms, st, id_make(e, e->hold_seq), user_id,
-                                add_ms(now_ms, e->cfg.hold_ttl_ms),
-                                seats_amount(e, st, seats, count), seats, count);
+    uint32_t slot = engine__hold_insert(e, now_ms, st, engine__id_make(e, e->hold_seq), user_id,
+                                        add_ms(now_ms, e->cfg.hold_ttl_ms),
+                                        seats_amount(e, st, seats, count), seats, count);
     record_hold_place(rec, now_ms, &e->holds[slot]);
     return ENGINE_OK;
 }
@@ -891,6 +836,25 @@ static booking *idem_find(const engine *e, uint64_t user_id, const char *key, ui
     }
 }
 
+/* Indexes booking `slot` by user (newest first) and by idempotency key, and
+ * marks it for the next snapshot. */
+void engine__booking_index(engine *e, uint32_t slot)
+{
+    booking *b = &e->bookings[slot];
+    const engine_booking_info *i = &b->info;
+    if (i->idem_key_len > 0) {
+        uint32_t at = 0;
+        ENGINE_ASSERT(idem_find(e, i->user_id, i->idem_key, i->idem_key_len, &at) == NULL);
+        e->idem_slots[at] = slot + 1;
+    }
+    uint32_t head = engine__map_get(&e->user_bookings, i->user_id);
+    b->next_by_user = head == ENGINE_MAP_NONE ? SLOT_NONE : head;
+    if (head != ENGINE_MAP_NONE)
+        engine__map_del(&e->user_bookings, i->user_id);
+    engine__map_put(&e->user_bookings, i->user_id, slot);
+    engine__bit_set(e->booking_dirty, slot);
+}
+
 static booking *booking_insert(engine *e, int64_t now_ms, hold *h, engine_payment payment,
                                const char *key, uint32_t key_len)
 {
@@ -899,7 +863,7 @@ static booking *booking_insert(engine *e, int64_t now_ms, hold *h, engine_paymen
     booking *b = &e->bookings[slot];
     memset(b, 0, sizeof(*b));
     engine_booking_info *i = &b->info;
-    i->id = id_make(e, (uint64_t)slot + 1);
+    i->id = engine__id_make(e, (uint64_t)slot + 1);
     i->showtime_id = h->showtime_id;
     i->user_id = h->user_id;
     i->hold_id = h->id;
@@ -910,18 +874,9 @@ static booking *booking_insert(engine *e, int64_t now_ms, hold *h, engine_paymen
     i->seat_count = h->seat_count;
     memcpy(i->seats, h->seats, h->seat_count * sizeof(h->seats[0]));
     i->idem_key_len = key_len;
-    if (key_len > 0) {
+    if (key_len > 0)
         memcpy(i->idem_key, key, key_len);
-        uint32_t at = 0;
-        ENGINE_ASSERT(idem_find(e, h->user_id, key, key_len, &at) == NULL);
-        e->idem_slots[at] = slot + 1;
-    }
-
-    uint32_t head = engine__map_get(&e->user_bookings, h->user_id);
-    b->next_by_user = head == ENGINE_MAP_NONE ? SLOT_NONE : head;
-    if (head != ENGINE_MAP_NONE)
-        engine__map_del(&e->user_bookings, h->user_id);
-    engine__map_put(&e->user_bookings, h->user_id, slot);
+    engine__booking_index(e, slot);
 
     showtime *st = &e->showtimes[h->showtime_slot];
     seats_sell(e, st, h->seats, h->seat_count);
@@ -993,12 +948,13 @@ engine_result engine_booking_confirm(engine *e, int64_t now_ms, uint64_t hold_id
 
 static void booking_cancel_apply(engine *e, int64_t now_ms, booking *b, uint64_t refund)
 {
-    showtime *st = showtime_find(e, b->info.showtime_id);
+    showtime *st = engine__showtime_find(e, b->info.showtime_id);
     ENGINE_ASSERT(st != NULL && st->confirmed > 0);
     seats_unsell(e, st, b->info.seats, b->info.seat_count);
     st->confirmed--;
     b->info.status = ENGINE_BOOKING_STATUS_CANCELLED;
     b->info.cancelled_ms = now_ms;
+    engine__bit_set(e->booking_dirty, (uint32_t)(b - e->bookings));
     b->info.refund = refund;
     e->now_ms = now_ms;
 }
@@ -1015,7 +971,7 @@ engine_result engine_booking_cancel(engine *e, int64_t now_ms, uint64_t booking_
         return ENGINE_NOT_OWNER;
     if (b->info.status == ENGINE_BOOKING_STATUS_CANCELLED)
         return ENGINE_BOOKING_CANCELLED;
-    const showtime *st = showtime_find(e, b->info.showtime_id);
+    const showtime *st = engine__showtime_find(e, b->info.showtime_id);
     ENGINE_ASSERT(st != NULL); /* a showtime with confirmed bookings cannot be deleted */
     if (now_ms >= st->start_ms)
         return ENGINE_SHOW_STARTED;
@@ -1082,8 +1038,8 @@ static uint32_t layout_slot_free(const engine *e)
 }
 
 /* Builds and installs a layout from its blob (ownership passes on success). */
-static int layout_install(engine *e, int64_t now_ms, uint64_t layout_id, uint8_t *blob,
-                          uint32_t blob_len, engine_problem *problem)
+int engine__layout_install(engine *e, int64_t now_ms, uint64_t layout_id, uint8_t *blob,
+                           uint32_t blob_len, engine_problem *problem)
 {
     engine__layout l;
     int rc = engine__layout_build(layout_id, blob, blob_len, &l, problem);
@@ -1097,6 +1053,7 @@ static int layout_install(engine *e, int64_t now_ms, uint64_t layout_id, uint8_t
     }
     e->layouts[slot] = l;
     e->layout_used[slot] = true;
+    e->layout_dirty[slot] = true;
     engine__map_put(&e->layout_ids, layout_id, slot);
     e->now_ms = now_ms;
     return 0;
@@ -1126,7 +1083,7 @@ int engine_layout_create(engine *e, int64_t now_ms, uint64_t layout_id,
     int rc = engine__layout_encode(spec, &blob, &blob_len, problem);
     if (rc != 0)
         return rc;
-    rc = layout_install(e, now_ms, layout_id, blob, blob_len, problem);
+    rc = engine__layout_install(e, now_ms, layout_id, blob, blob_len, problem);
     if (rc != 0) {
         free(blob);
         return rc;
@@ -1213,7 +1170,7 @@ int engine_showtime_create(engine *e, int64_t now_ms, uint64_t showtime_id, uint
 {
     if (now_ms < e->now_ms)
         return ENGINE_TIME_BACKWARDS;
-    if (showtime_find(e, showtime_id) != NULL)
+    if (engine__showtime_find(e, showtime_id) != NULL)
         return ENGINE_EXISTS;
     uint32_t lslot = engine__map_get(&e->layout_ids, layout_id);
     if (lslot == ENGINE_MAP_NONE)
@@ -1236,6 +1193,7 @@ int engine_showtime_create(engine *e, int64_t now_ms, uint64_t showtime_id, uint
     }
     memset(st, 0, sizeof(*st));
     st->used = true;
+    st->dirty = true;
     st->id = showtime_id;
     st->layout_id = layout_id;
     st->layout_slot = lslot;
@@ -1280,7 +1238,7 @@ engine_result engine_showtime_delete(engine *e, int64_t now_ms, uint64_t showtim
 {
     if (now_ms < e->now_ms)
         return ENGINE_TIME_BACKWARDS;
-    showtime *st = showtime_find(e, showtime_id);
+    showtime *st = engine__showtime_find(e, showtime_id);
     if (st == NULL)
         return ENGINE_UNKNOWN_SHOWTIME;
     if (st->live_holds > 0 || st->confirmed > 0)
@@ -1301,7 +1259,7 @@ engine_result engine_showtime_delete(engine *e, int64_t now_ms, uint64_t showtim
 bool engine_showtime_get(const engine *e, uint64_t showtime_id, uint64_t *layout_id,
                          int64_t *start_ms, uint32_t *prices)
 {
-    const showtime *st = showtime_find(e, showtime_id);
+    const showtime *st = engine__showtime_find(e, showtime_id);
     if (st == NULL)
         return false;
     if (layout_id != NULL)
@@ -1326,7 +1284,7 @@ static engine_seat_state seat_state(const engine__layout *l, const showtime *st,
 
 int engine_seat_state_get(const engine *e, uint64_t showtime_id, uint32_t seat)
 {
-    const showtime *st = showtime_find(e, showtime_id);
+    const showtime *st = engine__showtime_find(e, showtime_id);
     if (st == NULL)
         return -1;
     const engine__layout *l = showtime_layout(e, st);
@@ -1337,7 +1295,7 @@ int engine_seat_state_get(const engine *e, uint64_t showtime_id, uint32_t seat)
 
 int32_t engine_seatmap_get(const engine *e, uint64_t showtime_id, uint8_t *states, size_t cap)
 {
-    const showtime *st = showtime_find(e, showtime_id);
+    const showtime *st = engine__showtime_find(e, showtime_id);
     if (st == NULL)
         return -1;
     const engine__layout *l = showtime_layout(e, st);
@@ -1351,7 +1309,7 @@ int32_t engine_seatmap_get(const engine *e, uint64_t showtime_id, uint8_t *state
 int32_t engine_availability_get(const engine *e, uint64_t showtime_id,
                                 engine_category_counts *counts)
 {
-    const showtime *st = showtime_find(e, showtime_id);
+    const showtime *st = engine__showtime_find(e, showtime_id);
     if (st == NULL)
         return -1;
     const engine__layout *l = showtime_layout(e, st);
@@ -1361,7 +1319,7 @@ int32_t engine_availability_get(const engine *e, uint64_t showtime_id,
 
 size_t engine_showtime_state_bytes(const engine *e, uint64_t showtime_id)
 {
-    const showtime *st = showtime_find(e, showtime_id);
+    const showtime *st = engine__showtime_find(e, showtime_id);
     if (st == NULL)
         return 0;
     const engine__layout *l = showtime_layout(e, st);
@@ -1378,7 +1336,7 @@ static bool seq_is_next(const engine *e, uint64_t id, uint64_t next_seq)
 
 static int apply_hold_place(engine *e, const engine_record *rec)
 {
-    showtime *st = showtime_find(e, rec->u.hold_place.showtime_id);
+    showtime *st = engine__showtime_find(e, rec->u.hold_place.showtime_id);
     if (st == NULL || rec->time_ms >= st->start_ms ||
         !seq_is_next(e, rec->u.hold_place.hold_id, e->hold_seq) ||
         rec->u.hold_place.seat_count < 1 || rec->u.hold_place.seat_count > ENGINE_HOLD_SEATS_MAX ||
@@ -1398,9 +1356,9 @@ static int apply_hold_place(engine *e, const engine_record *rec)
     if (seats_amount(e, st, rec->u.hold_place.seats, rec->u.hold_place.seat_count) !=
         rec->u.hold_place.amount)
         return ENGINE_EREPLAY;
-    hold_insert(e, rec->time_ms, st, rec->u.hold_place.hold_id, rec->u.hold_place.user_id,
-                rec->u.hold_place.expires_ms, rec->u.hold_place.amount, rec->u.hold_place.seats,
-                rec->u.hold_place.seat_count);
+    engine__hold_insert(e, rec->time_ms, st, rec->u.hold_place.hold_id, rec->u.hold_place.user_id,
+                        rec->u.hold_place.expires_ms, rec->u.hold_place.amount,
+                        rec->u.hold_place.seats, rec->u.hold_place.seat_count);
     return 0;
 }
 
@@ -1428,7 +1386,7 @@ static int apply_booking_cancel(engine *e, const engine_record *rec)
     if (b == NULL || b->info.status != ENGINE_BOOKING_STATUS_CONFIRMED ||
         rec->u.booking_cancel.refund > b->info.amount)
         return ENGINE_EREPLAY;
-    const showtime *st = showtime_find(e, b->info.showtime_id);
+    const showtime *st = engine__showtime_find(e, b->info.showtime_id);
     if (st == NULL || rec->time_ms >= st->start_ms)
         return ENGINE_EREPLAY;
     booking_cancel_apply(e, rec->time_ms, b, rec->u.booking_cancel.refund);
@@ -1450,8 +1408,8 @@ int engine_record_apply(engine *e, const engine_record *rec)
         if (blob == NULL)
             return ENGINE_ENOMEM;
         memcpy(blob, rec->u.layout_create.blob, rec->u.layout_create.blob_len);
-        int rc = layout_install(e, rec->time_ms, rec->u.layout_create.layout_id, blob,
-                                rec->u.layout_create.blob_len, NULL);
+        int rc = engine__layout_install(e, rec->time_ms, rec->u.layout_create.layout_id, blob,
+                                        rec->u.layout_create.blob_len, NULL);
         if (rc != 0) {
             free(blob);
             return rc < 0 ? rc : ENGINE_EREPLAY;
@@ -1703,7 +1661,7 @@ int engine_check(const engine *e)
     uint32_t in_lists = 0;
     for (uint32_t i = 0; i < e->booking_n; i++) {
         const engine_booking_info *b = &e->bookings[i].info;
-        CHECK(b->id == id_make(e, i + 1u), "booking id = slot + 1");
+        CHECK(b->id == engine__id_make(e, i + 1u), "booking id = slot + 1");
         if (b->idem_key_len > 0)
             CHECK(idem_find(e, b->user_id, b->idem_key, b->idem_key_len, NULL) == &e->bookings[i],
                   "idempotency key indexed");

@@ -135,7 +135,7 @@ typedef struct engine_seat_spec {
     uint16_t row;                 /* row index: 0 is nearest the screen */
     uint16_t col;                 /* physical column; a missing column is an aisle */
     uint8_t category;             /* index into the layout's categories */
-    uint8_t flags;                /* ENGINE_SEAT_* */
+    uint8_t flags;                /* ENGINE_SEAT_FLAG_* */
 } engine_seat_spec;
 
 typedef struct engine_layout_spec {
@@ -457,7 +457,8 @@ uint32_t engine_holds_live(const engine *e);
  * record; a key the user used for another hold gives ENGINE_IDEM_KEY_REUSED.
  * Refusals: ENGINE_TIME_BACKWARDS, ENGINE_BAD_PAYMENT, ENGINE_BAD_IDEM_KEY,
  * (idempotent replay here), ENGINE_UNKNOWN_HOLD, ENGINE_HOLD_ENDED,
- * ENGINE_NOT_OWNER, ENGINE_HOLD_EXPIRED, ENGINE_CAPACITY.
+ * ENGINE_NOT_OWNER, ENGINE_HOLD_EXPIRED, ENGINE_CAPACITY (defensive only:
+ * placing a hold already reserves its booking slot).
  */
 engine_result engine_booking_confirm(engine *e, int64_t now_ms, uint64_t hold_id, uint64_t user_id,
                                      engine_payment payment, const char *idem_key,
@@ -492,13 +493,79 @@ uint32_t engine_user_holds(const engine *e, uint64_t user_id, uint32_t offset, u
 uint32_t engine_user_bookings(const engine *e, uint64_t user_id, uint32_t offset, uint64_t *ids,
                               uint32_t cap);
 
+/* ---- Snapshots ---------------------------------------------------------------
+ * A snapshot is a deep copy of engine state as (kind, key, value) items with
+ * stable little-endian encodings (docs/storage.md). Taking one is a memory
+ * copy on the engine's thread; the copy is self-contained, so another thread
+ * can write it out while the engine goes on. Restoring feeds the items back
+ * into a fresh engine. The engine never does the I/O. */
+
+typedef enum engine_item_kind {
+    ENGINE_ITEM_META = 1,     /* key 0: clock, id counters, id prefix */
+    ENGINE_ITEM_LAYOUT = 2,   /* key layout id: the layout's canonical blob */
+    ENGINE_ITEM_SHOWTIME = 3, /* key showtime id: layout, start, prices, held and sold bitmaps */
+    ENGINE_ITEM_HOLD = 4,     /* key hold id: a live hold */
+    ENGINE_ITEM_BOOKING = 5,  /* key booking id: a booking, confirmed or cancelled */
+} engine_item_kind;
+
+typedef struct engine_item {
+    engine_item_kind kind;
+    uint64_t key;
+    const uint8_t *value; /* owned by the snapshot */
+    uint32_t len;
+} engine_item;
+
+typedef struct engine_snapshot engine_snapshot;
+
+/**
+ * Copies the engine's state. With `full`, every object. Otherwise
+ * (incremental) only what changed since the previous take: new layouts,
+ * showtimes whose seats changed or that are new, bookings created or
+ * cancelled; plus, always, the META item, every live hold, and the complete
+ * id lists of layouts and showtimes, so a writer can delete what no longer
+ * exists. An incremental snapshot is only correct on top of the previous one
+ * having been stored: if storing fails, take a full one next. Returns 0 or
+ * ENGINE_ENOMEM (then nothing is marked clean).
+ */
+int engine_snapshot_take(engine *e, bool full, engine_snapshot **out);
+
+bool engine_snapshot_full(const engine_snapshot *s);
+size_t engine_snapshot_count(const engine_snapshot *s);
+const engine_item *engine_snapshot_item(const engine_snapshot *s, size_t i);
+/** Ids of every live layout (ENGINE_ITEM_LAYOUT) or showtime (ENGINE_ITEM_SHOWTIME). */
+const uint64_t *engine_snapshot_ids(const engine_snapshot *s, engine_item_kind kind, size_t *n);
+void engine_snapshot_free(engine_snapshot *s);
+
+/**
+ * Restores one item into `e`, a fresh engine with the configuration the
+ * snapshot was taken under (id prefix and pool sizes large enough). Order:
+ * META first, then layouts, showtimes, bookings, holds. Returns 0,
+ * ENGINE_EDECODE (bad value), ENGINE_EREPLAY (does not fit: unknown layout,
+ * duplicate, pool full, wrong prefix), or ENGINE_ENOMEM.
+ */
+int engine_restore_item(engine *e, engine_item_kind kind, uint64_t key, const uint8_t *value,
+                        uint32_t len);
+
+/**
+ * Ends a restore: checks that bookings are complete (ids 1..n), recomputes
+ * counters and indexes, and runs engine_check(). Returns 0 or ENGINE_EREPLAY.
+ */
+int engine_restore_finish(engine *e);
+
 /* ---- Replay, digest, invariants ----------------------------------------- */
 
 /**
- * Applies a record produced by an engine with the same configuration. The
- * record must fit the current state exactly (same ids, free seats, ...);
- * otherwise returns ENGINE_EREPLAY and changes nothing. Returns 0,
- * ENGINE_EREPLAY, or ENGINE_ENOMEM.
+ * Applies a record (replay). Records carry decisions, not requests: a
+ * HOLD_PLACE names its seats, id, expiry and amount; a BOOKING_CANCEL its
+ * refund. Replay re-checks that the record fits the state structurally
+ * (the id is the next one, the seats exist and are free, the amount equals
+ * the prices, the hold is live and not past its expiry at the record's time,
+ * a refund is at most the amount, time does not go backwards, pools have
+ * room) but does not re-apply policy that configuration may have changed
+ * since the record was written (TTL, maximum lifetime, seats per hold,
+ * refund tiers): yesterday's journal must replay under today's settings.
+ * Returns 0, ENGINE_EREPLAY (the record does not fit; nothing changed), or
+ * ENGINE_ENOMEM.
  */
 int engine_record_apply(engine *e, const engine_record *rec);
 

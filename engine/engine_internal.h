@@ -115,4 +115,94 @@ uint32_t engine__get_u32(engine__rbuf *r);
 uint64_t engine__get_u64(engine__rbuf *r);
 const uint8_t *engine__get_bytes(engine__rbuf *r, size_t n);
 
+/* ---- Engine state (engine.c, state.c) -------------------------------------- */
+#define ID_SEQ_BITS 48
+#define ID_SEQ_MASK ((UINT64_C(1) << ID_SEQ_BITS) - 1)
+#define SLOT_NONE   UINT32_MAX
+#define HINT_NONE   0xff
+
+typedef struct showtime {
+    bool used;
+    uint64_t id, layout_id;
+    uint32_t layout_slot;
+    int64_t start_ms;
+    uint32_t prices[ENGINE_CATEGORIES_MAX];
+    uint64_t *held, *sold; /* one allocation: held, then sold */
+    uint32_t *row_free;    /* per row: seats neither held, sold nor blocked */
+    /* Best-available cache, per row: an upper bound on the longest eligible
+     * run for query class row_hint_cls (category * 2 + allow_accessible),
+     * from the row's last scan. Taking seats keeps it an upper bound;
+     * freeing one invalidates it. Not logical state: never digested. */
+    uint32_t *row_hint;
+    uint8_t *row_hint_cls;
+    engine_category_counts counts[ENGINE_CATEGORIES_MAX];
+    uint32_t live_holds, confirmed;
+    bool dirty;             /* seats changed since the last snapshot */
+    uint64_t *restore_held; /* during a restore: the stored held bitmap */
+} showtime;
+
+typedef struct hold {
+    uint64_t id, showtime_id, user_id;
+    int64_t created_ms, expires_ms;
+    uint64_t amount;
+    uint32_t showtime_slot;
+    uint32_t heap_pos;
+    uint32_t user_prev, user_next; /* circular list of the user's live holds, by id */
+    uint32_t seat_count;
+    uint32_t seats[ENGINE_HOLD_SEATS_MAX];
+} hold;
+
+typedef struct booking {
+    engine_booking_info info;
+    uint32_t next_by_user; /* older booking of the same user, or SLOT_NONE */
+} booking;
+
+struct engine {
+    engine_config cfg;
+    int64_t now_ms;
+
+    engine__layout *layouts;
+    bool *layout_used;
+    engine__map layout_ids;
+
+    showtime *showtimes;
+    engine__map showtime_ids;
+
+    hold *holds;
+    uint32_t *hold_free; /* stack of free hold slots */
+    uint32_t hold_free_n;
+    engine__map hold_ids;
+    engine__map user_holds; /* user -> slot of their oldest live hold */
+    uint32_t *heap;         /* live hold slots, min-heap on (expires_ms, id) */
+    uint32_t heap_n;
+    uint64_t hold_seq; /* next hold sequence number */
+
+    booking *bookings; /* slot = booking sequence number - 1 */
+    uint32_t booking_n;
+    engine__map user_bookings; /* user -> slot of their newest booking */
+    uint32_t *idem_slots;      /* booking slot + 1, by (user, key) hash */
+    uint32_t idem_mask;
+
+    /* Snapshot dirty tracking: what changed since the last engine_snapshot_take. */
+    uint64_t *booking_dirty; /* bookings_max bits: created or cancelled */
+    bool *layout_dirty;      /* layouts_max flags: created */
+
+    struct {
+        bool meta;          /* META item seen */
+        int64_t now_ms;     /* clock to set when the restore finishes */
+        uint64_t hold_seq;  /* next hold sequence to set when it finishes */
+        uint64_t last_hold; /* holds must arrive in ascending id order */
+    } restore;
+};
+
+/* Helpers engine.c lends state.c. */
+uint64_t engine__id_make(const engine *e, uint64_t seq);
+uint32_t engine__hold_insert(engine *e, int64_t now_ms, showtime *st, uint64_t hold_id,
+                             uint64_t user_id, int64_t expires_ms, uint64_t amount,
+                             const uint32_t *seats, uint32_t n);
+showtime *engine__showtime_find(const engine *e, uint64_t id);
+int engine__layout_install(engine *e, int64_t now_ms, uint64_t layout_id, uint8_t *blob,
+                           uint32_t blob_len, engine_problem *problem);
+void engine__booking_index(engine *e, uint32_t slot);
+
 #endif /* USHER_ENGINE_INTERNAL_H */

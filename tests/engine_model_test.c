@@ -5,10 +5,11 @@
  * engine and tests/model.c side by side and compares, after every operation,
  * the result code, the record, the conflicts and the touched seats; every
  * `full_every` operations (and at the end) it compares the whole observable
- * state and runs engine_check(). Every record the engine produces is encoded
- * into a byte log, decoded back, compared, and applied to a follower engine
- * whose digest must track the original's; at the midpoint and at the end the
- * whole log is replayed onto a fresh engine as well.
+ * state, except that the 100,000-seat showtime's seats and engine_check(),
+ * both O(seats), run every `big_full_every`. Every record the engine produces
+ * is encoded into a byte log, decoded back, compared, and applied to a
+ * follower engine whose digest must track the original's; at the midpoint and
+ * at the end the whole log is replayed onto a fresh engine as well.
  *
  * The generator reads only the model, so a run is a pure function of the
  * seed up to the first disagreement, which fails the test at once.
@@ -216,6 +217,23 @@ typedef struct harness {
     uint32_t max_live;
 } harness;
 
+static uint64_t env_u64(const char *name, uint64_t dflt)
+{
+    const char *s = getenv(name);
+    if (!s || !*s)
+        return dflt;
+    char *end;
+    uint64_t v = strtoull(s, &end, 0);
+    cr_assert(*end == '\0', "%s=%s is not a number", name, s);
+    return v;
+}
+
+/* The main run's op count; the other runs derive theirs from it. */
+static size_t main_ops(void)
+{
+    return (size_t)env_u64("USHER_MODEL_OPS", MODEL_OPS_DEFAULT);
+}
+
 static void describe(const harness *t, char *buf, size_t n)
 {
     const op_args *a = &t->a;
@@ -243,9 +261,10 @@ static void fail(harness *t, int line, const char *fmt, ...)
     va_end(ap);
     describe(t, desc, sizeof desc);
     fprintf(stderr,
-            "engine_model[%s] FAILED at line %d\n  seed=%" PRIu64 " (USHER_MODEL_SEED=%" PRIu64
-            ") op=%zu step=%d\n  op: %s\n  %s\n",
-            t->p->name, line, t->seed, t->seed ^ t->p->seed_tweak, t->op, t->step, desc, msg);
+            "engine_model[%s] FAILED at line %d\n  USHER_MODEL_SEED=%" PRIu64
+            " USHER_MODEL_OPS=%zu --filter engine_model/%s, op %zu step %d\n  op: %s\n  %s\n",
+            t->p->name, line, t->seed ^ t->p->seed_tweak, main_ops(), t->p->name, t->op, t->step,
+            desc, msg);
     cr_assert_fail("engine_model[%s] USHER_MODEL_SEED=%" PRIu64 " op=%zu step=%d: %s | op: %s",
                    t->p->name, t->seed ^ t->p->seed_tweak, t->op, t->step, msg, desc);
 }
@@ -319,19 +338,20 @@ static bool rec_eq(const engine_record *a, const engine_record *b, bool blobs, c
                  b->u.layout_delete.layout_id);
         break;
     case ENGINE_REC_SHOWTIME_CREATE: {
-#define x (&a->u.showtime_create)
-#define y (&b->u.showtime_create)
-        if (x->showtime_id != y->showtime_id || x->layout_id != y->layout_id ||
-            x->start_ms != y->start_ms || x->price_count != y->price_count)
+/* The union's members are anonymous structs: RA and RB name both sides. */
+#define RA (&a->u.showtime_create)
+#define RB (&b->u.showtime_create)
+        if (RA->showtime_id != RB->showtime_id || RA->layout_id != RB->layout_id ||
+            RA->start_ms != RB->start_ms || RA->price_count != RB->price_count)
             DIFF("showtime_create id %" PRIu64 "/%" PRIu64 " layout %" PRIu64 "/%" PRIu64
                  " start %" PRId64 "/%" PRId64 " price_count %u/%u",
-                 x->showtime_id, y->showtime_id, x->layout_id, y->layout_id, x->start_ms,
-                 y->start_ms, x->price_count, y->price_count);
-        for (uint32_t i = 0; i < x->price_count && i < ENGINE_CATEGORIES_MAX; i++)
-            if (x->prices[i] != y->prices[i])
-                DIFF("price[%u] %u vs %u", i, x->prices[i], y->prices[i]);
-#undef x
-#undef y
+                 RA->showtime_id, RB->showtime_id, RA->layout_id, RB->layout_id, RA->start_ms,
+                 RB->start_ms, RA->price_count, RB->price_count);
+        for (uint32_t i = 0; i < RA->price_count && i < ENGINE_CATEGORIES_MAX; i++)
+            if (RA->prices[i] != RB->prices[i])
+                DIFF("price[%u] %u vs %u", i, RA->prices[i], RB->prices[i]);
+#undef RA
+#undef RB
         break;
     }
     case ENGINE_REC_SHOWTIME_DELETE:
@@ -340,21 +360,22 @@ static bool rec_eq(const engine_record *a, const engine_record *b, bool blobs, c
                  b->u.showtime_delete.showtime_id);
         break;
     case ENGINE_REC_HOLD_PLACE: {
-#define x (&a->u.hold_place)
-#define y (&b->u.hold_place)
-        if (x->hold_id != y->hold_id || x->showtime_id != y->showtime_id ||
-            x->user_id != y->user_id || x->expires_ms != y->expires_ms || x->amount != y->amount ||
-            x->seat_count != y->seat_count)
+#define RA (&a->u.hold_place)
+#define RB (&b->u.hold_place)
+        if (RA->hold_id != RB->hold_id || RA->showtime_id != RB->showtime_id ||
+            RA->user_id != RB->user_id || RA->expires_ms != RB->expires_ms ||
+            RA->amount != RB->amount || RA->seat_count != RB->seat_count)
             DIFF("hold_place hold 0x%" PRIx64 "/0x%" PRIx64 " showtime %" PRIu64 "/%" PRIu64
                  " user %" PRIu64 "/%" PRIu64 " expires %" PRId64 "/%" PRId64 " amount %" PRIu64
                  "/%" PRIu64 " seat_count %u/%u",
-                 x->hold_id, y->hold_id, x->showtime_id, y->showtime_id, x->user_id, y->user_id,
-                 x->expires_ms, y->expires_ms, x->amount, y->amount, x->seat_count, y->seat_count);
-        for (uint32_t i = 0; i < x->seat_count && i < ENGINE_HOLD_SEATS_MAX; i++)
-            if (x->seats[i] != y->seats[i])
-                DIFF("hold_place seats[%u] %u vs %u", i, x->seats[i], y->seats[i]);
-#undef x
-#undef y
+                 RA->hold_id, RB->hold_id, RA->showtime_id, RB->showtime_id, RA->user_id,
+                 RB->user_id, RA->expires_ms, RB->expires_ms, RA->amount, RB->amount,
+                 RA->seat_count, RB->seat_count);
+        for (uint32_t i = 0; i < RA->seat_count && i < ENGINE_HOLD_SEATS_MAX; i++)
+            if (RA->seats[i] != RB->seats[i])
+                DIFF("hold_place seats[%u] %u vs %u", i, RA->seats[i], RB->seats[i]);
+#undef RA
+#undef RB
         break;
     }
     case ENGINE_REC_HOLD_EXTEND:
@@ -371,19 +392,19 @@ static bool rec_eq(const engine_record *a, const engine_record *b, bool blobs, c
                  b->u.hold_end.hold_id);
         break;
     case ENGINE_REC_BOOKING_CONFIRM: {
-#define x (&a->u.booking_confirm)
-#define y (&b->u.booking_confirm)
-        if (x->booking_id != y->booking_id || x->hold_id != y->hold_id ||
-            x->payment != y->payment || x->idem_key_len != y->idem_key_len)
+#define RA (&a->u.booking_confirm)
+#define RB (&b->u.booking_confirm)
+        if (RA->booking_id != RB->booking_id || RA->hold_id != RB->hold_id ||
+            RA->payment != RB->payment || RA->idem_key_len != RB->idem_key_len)
             DIFF("booking_confirm booking 0x%" PRIx64 "/0x%" PRIx64 " hold 0x%" PRIx64 "/0x%" PRIx64
                  " payment %d/%d key_len %u/%u",
-                 x->booking_id, y->booking_id, x->hold_id, y->hold_id, (int)x->payment,
-                 (int)y->payment, x->idem_key_len, y->idem_key_len);
-        if (x->idem_key_len <= ENGINE_IDEM_KEY_MAX &&
-            memcmp(x->idem_key, y->idem_key, x->idem_key_len) != 0)
+                 RA->booking_id, RB->booking_id, RA->hold_id, RB->hold_id, (int)RA->payment,
+                 (int)RB->payment, RA->idem_key_len, RB->idem_key_len);
+        if (RA->idem_key_len <= ENGINE_IDEM_KEY_MAX &&
+            memcmp(RA->idem_key, RB->idem_key, RA->idem_key_len) != 0)
             DIFF("booking_confirm idem_key differs");
-#undef x
-#undef y
+#undef RA
+#undef RB
         break;
     }
     case ENGINE_REC_BOOKING_CANCEL:
@@ -1376,6 +1397,7 @@ static void op_expire(harness *t)
     bool infos = rng_pm(&t->r, 500);
     size_t got = engine_holds_expire(t->e, a->now, re, infos ? he : NULL, a->cap);
     CHECK(t, got == want, "holds_expire(cap %zu) expired %zu, model %zu", a->cap, got, want);
+    /* Statistics only: "not_available" counts the sweeps that found nothing. */
     t->stats[OP_EXPIRE][want > 0 ? ENGINE_OK : ENGINE_NOT_AVAILABLE]++;
     t->expired_total += want;
     if (t->trace)
@@ -1879,17 +1901,6 @@ static void full_compare(harness *t, bool everything)
 /* ---- The run ----------------------------------------------------------------------------------
  */
 
-static uint64_t env_u64(const char *name, uint64_t dflt)
-{
-    const char *s = getenv(name);
-    if (!s || !*s)
-        return dflt;
-    char *end;
-    uint64_t v = strtoull(s, &end, 0);
-    cr_assert(*end == '\0', "%s=%s is not a number", name, s);
-    return v;
-}
-
 static uint64_t default_seed(void)
 {
     struct timespec ts;
@@ -1965,6 +1976,16 @@ static void edge_layouts(harness *t)
         create_and_delete(t, EDGE_ID + 3 + (uint64_t)unterminated, &b.spec);
         spec_free(&b);
     }
+
+    /* Every kind of defect once, whatever the random layout ops pick later. */
+    for (int d = 0; d < DEFECTS; d++) {
+        build_random(t, &b);
+        t->a.defect = d;
+        add_defect(t, &b, d);
+        create_and_delete(t, EDGE_ID + 5, &b.spec);
+        spec_free(&b);
+    }
+    t->a.defect = -1;
 }
 
 static void setup(harness *t)
@@ -2116,11 +2137,14 @@ static void run(const params *p)
     t->a.defect = -1;
     t->seatbuf_cap = 16;
     t->seatbuf = xrealloc(NULL, t->seatbuf_cap);
-    cr_log_info("engine_model[%s]: USHER_MODEL_SEED=%" PRIu64 " USHER_MODEL_OPS=%zu", p->name, seed,
-                p->ops);
+    cr_log_info("engine_model[%s]: %zu ops; reproduce with USHER_MODEL_SEED=%" PRIu64
+                " USHER_MODEL_OPS=%zu engine_model_test --filter engine_model/%s",
+                p->name, p->ops, seed, main_ops(), p->name);
+    /* Criterion hides info logs unless --verbose: say it on stderr too. */
     fprintf(stderr,
-            "engine_model[%s]: USHER_MODEL_SEED=%" PRIu64 " (run seed %" PRIu64 "), %zu ops\n",
-            p->name, seed, t->seed, p->ops);
+            "engine_model[%s]: %zu ops; reproduce with USHER_MODEL_SEED=%" PRIu64
+            " USHER_MODEL_OPS=%zu engine_model_test --filter engine_model/%s\n",
+            p->name, p->ops, seed, main_ops(), p->name);
 
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -2130,6 +2154,16 @@ static void run(const params *p)
     cr_assert(rc == 0, "engine_create (follower): %d", rc);
     t->m = model_create(&p->cfg);
     cr_assert(t->m != NULL, "model_create");
+    const engine_config *cfg = engine_config_get(t->e);
+    CHECK(t,
+          cfg->hold_ttl_ms == p->cfg.hold_ttl_ms &&
+              cfg->hold_max_lifetime_ms == p->cfg.hold_max_lifetime_ms &&
+              cfg->max_seats_per_hold == p->cfg.max_seats_per_hold &&
+              cfg->holds_max == p->cfg.holds_max && cfg->bookings_max == p->cfg.bookings_max &&
+              cfg->showtimes_max == p->cfg.showtimes_max &&
+              cfg->layouts_max == p->cfg.layouts_max && cfg->id_prefix == p->cfg.id_prefix &&
+              cfg->refund_tier_count == p->cfg.refund_tier_count,
+          "engine_config_get differs from the configuration given");
 
     setup(t);
     full_compare(t, true);
@@ -2215,8 +2249,8 @@ static void run(const params *p)
 Test(engine_model, random_ops, .fini = harness_free)
 {
     params p = {
-        .name = "main",
-        .ops = (size_t)env_u64("USHER_MODEL_OPS", MODEL_OPS_DEFAULT),
+        .name = "random_ops",
+        .ops = main_ops(),
         .big = true,
         .full_every = 1000,
         .big_full_every = 5000,
@@ -2252,7 +2286,7 @@ Test(engine_model, random_ops, .fini = harness_free)
  */
 Test(engine_model, small_pools, .fini = harness_free)
 {
-    size_t ops = (size_t)env_u64("USHER_MODEL_OPS", MODEL_OPS_DEFAULT) / 20;
+    size_t ops = main_ops() / 20;
     params p = {
         .name = "small_pools",
         .ops = ops < 1000 ? 1000 : ops,
