@@ -400,6 +400,7 @@ static int recover_snapshot(const snapshot_recover_opts *o, engine **e, snapshot
     }
     uint64_t lsn = 0;
     rc = snapshot_store_lsn(s, &lsn);
+    rep->stored_snapshot_lsn = lsn;
     /* A snapshot past the stop point cannot be rewound: start from scratch. */
     bool usable = rc == 0 && lsn > 0 && (o->stop_lsn == 0 || lsn <= o->stop_lsn);
     if (usable) {
@@ -482,13 +483,15 @@ int snapshot_recover(const snapshot_recover_opts *o, engine **out, snapshot_reco
     wal_reader *r;
     rc = wal_reader_open(dir, rep->last_lsn + 1, NULL, &r);
     if (rc != 0) {
-        if (rc == WAL_ENOTFOUND)
+        if (rc == WAL_ENOTFOUND) {
+            uint64_t oldest = 0;
+            wal_oldest_lsn(dir, &oldest);
             snprintf(rep->error, sizeof(rep->error),
-                     "%s no longer holds LSN %" PRIu64 " (segments below a snapshot are dropped)"
-                     "%s; recover to a point at or after the stored snapshot",
-                     dir, rep->last_lsn + 1,
-                     rep->had_snapshot ? "" : " and the stored snapshot is past the stop point");
-        else
+                     "%s no longer holds LSN %" PRIu64 " (it starts at LSN %" PRIu64
+                     "; segments below a snapshot are dropped). The stored snapshot is at LSN "
+                     "%" PRIu64 ": points from there on are reachable",
+                     dir, rep->last_lsn + 1, oldest, rep->stored_snapshot_lsn);
+        } else
             snprintf(rep->error, sizeof(rep->error), "%s: %s", dir, wal_strerror(rc));
         engine_destroy(e);
         return rc == WAL_ENOTFOUND ? SNAPSHOT_ETOOOLD : rc;
@@ -506,6 +509,10 @@ int snapshot_recover(const snapshot_recover_opts *o, engine **out, snapshot_reco
             break;
         rep->replayed++;
         rep->last_lsn = rec.lsn;
+        if (o->stop_lsn != 0 && rec.lsn == o->stop_lsn) {
+            stopped = true; /* do not even read past the stop point */
+            break;
+        }
     }
     if (rc < 0 && rc >= -31000 && rc <= -30000) {
         snprintf(rep->error, sizeof(rep->error), "%s", wal_reader_error(r));
@@ -516,7 +523,10 @@ int snapshot_recover(const snapshot_recover_opts *o, engine **out, snapshot_reco
         rep->torn_bytes = t->torn_bytes;
         rep->torn_reason = t->torn_reason;
         snprintf(rep->torn_segment, sizeof(rep->torn_segment), "%s", t->last_segment);
-        if (o->repair && t->torn_bytes > 0) {
+        /* Repair also removes a last segment whose header never made it
+         * (an empty file after a crash right after rotation). */
+        if (o->repair && (t->torn_bytes > 0 ||
+                          (t->last_segment[0] != '\0' && t->good_bytes < WAL_SEGMENT_HEADER))) {
             rc = wal_tail_repair(dir, t, NULL);
             if (rc != 0)
                 snprintf(rep->error, sizeof(rep->error), "cutting the torn tail of %s: %s",
@@ -555,13 +565,6 @@ struct snapshot_scheduler {
     snapshot_sched_stats stats;
 };
 
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 int snapshot_scheduler_open(uv_loop_t *loop, engine *e, wal_writer *w, snapshot_store *s,
                             const snapshot_policy *p, snapshot_scheduler **out)
 {
@@ -592,7 +595,7 @@ static void write_done(uv_work_t *req, int status)
 {
     snapshot_scheduler *sc = req->data;
     int rc = status != 0 ? status : sc->write_rc;
-    sc->stats.last_write_ns = mono_ns() - sc->write_t0;
+    sc->stats.last_write_ns = uv_hrtime() - sc->write_t0;
     if (rc == 0) {
         sc->stats.written++;
         sc->stats.last_lsn = sc->pending_lsn;
@@ -611,7 +614,7 @@ static void write_done(uv_work_t *req, int status)
 static void start_write(snapshot_scheduler *sc)
 {
     sc->writing = true;
-    sc->write_t0 = mono_ns();
+    sc->write_t0 = uv_hrtime();
     int rc = uv_queue_work(sc->loop, &sc->work, write_work, write_done);
     if (rc != 0) {
         sc->write_rc = rc;
@@ -629,7 +632,7 @@ int snapshot_scheduler_take(snapshot_scheduler *sc)
 {
     if (sc->pending != NULL)
         return SNAPSHOT_EBUSY;
-    uint64_t t0 = mono_ns();
+    uint64_t t0 = uv_hrtime();
     int rc = engine_snapshot_take(sc->e, sc->need_full, &sc->pending);
     if (rc != 0)
         return -ENOMEM;
@@ -637,7 +640,7 @@ int snapshot_scheduler_take(snapshot_scheduler *sc)
     sc->pending_lsn = wal_writer_last_lsn(sc->w);
     sc->stats.taken++;
     sc->stats.last_items = engine_snapshot_count(sc->pending);
-    sc->stats.last_copy_ns = mono_ns() - t0;
+    sc->stats.last_copy_ns = uv_hrtime() - t0;
     sc->last_wal_bytes = wal_writer_bytes(sc->w);
     /* Only what is durable may be snapshotted: wait for the WAL if needed. */
     snapshot_scheduler_durable(sc, wal_writer_durable_lsn(sc->w));

@@ -86,10 +86,11 @@ typedef struct snapshot_recover_opts {
 
 typedef struct snapshot_recovery {
     bool had_snapshot;
-    uint64_t snapshot_lsn; /* 0 when recovery started from an empty engine */
-    uint64_t replayed;     /* WAL records applied after the snapshot */
-    uint64_t last_lsn;     /* LSN the engine state now reflects */
-    uint64_t torn_bytes;   /* bytes cut (or, without repair, found) after the last good record */
+    uint64_t snapshot_lsn;        /* 0 when recovery started from an empty engine */
+    uint64_t stored_snapshot_lsn; /* LSN of the stored snapshot, used or not (0: none) */
+    uint64_t replayed;            /* WAL records applied after the snapshot */
+    uint64_t last_lsn;            /* LSN the engine state now reflects */
+    uint64_t torn_bytes; /* bytes cut (or, without repair, found) after the last good record */
     char torn_segment[WAL_PATH_MAX + 32];
     const char *torn_reason;
     double seconds;

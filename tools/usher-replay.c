@@ -114,7 +114,10 @@ static bool parse_iso8601(const char *s, int64_t *ms)
     int y, mo, d, h, mi, sec, n = 0;
     if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6 || n != 19)
         return false;
-    if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
+    static const int mdays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || (mo == 2 && d == 29 && !leap) ||
+        h > 23 || mi > 59 || sec > 59)
         return false;
     const char *p = s + n;
     int64_t frac = 0;
@@ -567,6 +570,8 @@ static int cmd_recover(const opts *o)
         if (o->to_lsn != 0 && rep.last_lsn < o->to_lsn)
             fail(1, "shard %d: the log ends at LSN %" PRIu64 ", before %" PRIu64, ids[i],
                  rep.last_lsn, o->to_lsn);
+        if (rep.last_lsn == 0)
+            fail(1, "shard %d: no record at or before that time: nothing to recover", ids[i]);
         /* The new shard: a full snapshot at the recovered LSN and an empty
          * WAL; usherd continues with LSN last + 1. */
         if (mkdir(out_shard, 0755) < 0)
@@ -627,7 +632,13 @@ int main(int argc, char **argv)
         } else if (strcmp(a, "--data-dir") == 0) {
             o.data_dir = VALUE();
         } else if (strcmp(a, "--out") == 0) {
-            o.out_dir = VALUE();
+            static char out[PATH_LEN];
+            int n = snprintf(out, sizeof(out), "%s", VALUE());
+            if (n <= 0 || n >= (int)sizeof(out))
+                fail(2, "--out needs a path shorter than %d bytes", PATH_LEN);
+            while (n > 1 && out[n - 1] == '/') /* "new/" means "new" */
+                out[--n] = '\0';
+            o.out_dir = out;
         } else if (strcmp(a, "--shard") == 0) {
             uint64_t s = parse_u64(a, VALUE());
             if (s >= SHARDS_MAX)

@@ -167,10 +167,16 @@ const wal_io *wal_io_posix(void)
 void wal_frame_encode(uint8_t *buf, uint64_t lsn, uint16_t type, int64_t time_ms,
                       const void *payload, uint32_t len)
 {
-    WAL_ASSERT(len <= WAL_PAYLOAD_MAX && lsn > 0);
+    wal_frame_encode_flags(buf, lsn, type, 0, time_ms, payload, len);
+}
+
+void wal_frame_encode_flags(uint8_t *buf, uint64_t lsn, uint16_t type, uint16_t flags,
+                            int64_t time_ms, const void *payload, uint32_t len)
+{
+    WAL_ASSERT(len <= WAL_PAYLOAD_MAX && lsn > 0 && (flags & ~WAL_FLAG_BATCH_START) == 0);
     put32(buf, len);
     put16(buf + 4, type);
-    put16(buf + 6, 0);
+    put16(buf + 6, flags);
     put64(buf + 8, lsn);
     put64(buf + 16, (uint64_t)time_ms);
     if (len > 0)
@@ -183,7 +189,7 @@ ssize_t wal_frame_decode(const uint8_t *buf, size_t avail, wal_record *rec)
     if (avail < WAL_FRAME_HEADER)
         return 0;
     uint32_t len = get32(buf);
-    if (len > WAL_PAYLOAD_MAX || get16(buf + 6) != 0)
+    if (len > WAL_PAYLOAD_MAX || (get16(buf + 6) & ~WAL_FLAG_BATCH_START) != 0)
         return WAL_ECORRUPT;
     size_t total = wal_frame_size(len);
     if (avail < total)
@@ -192,6 +198,7 @@ ssize_t wal_frame_decode(const uint8_t *buf, size_t avail, wal_record *rec)
         return WAL_ECORRUPT;
     rec->payload_len = len;
     rec->type = get16(buf + 4);
+    rec->flags = get16(buf + 6);
     rec->lsn = get64(buf + 8);
     rec->time_ms = (int64_t)get64(buf + 16);
     rec->payload = buf + WAL_FRAME_HEADER;
@@ -288,6 +295,19 @@ static int segments_list(const char *dir, uint64_t **out, size_t *count, char *w
     qsort(v, n, sizeof(*v), cmp_u64);
     *out = v;
     *count = n;
+    return 0;
+}
+
+int wal_oldest_lsn(const char *dir, uint64_t *lsn)
+{
+    uint64_t *segs;
+    size_t n;
+    char why[2 * SEG_PATH_MAX];
+    int rc = segments_list(dir, &segs, &n, why, sizeof(why));
+    if (rc != 0)
+        return rc;
+    *lsn = n > 0 ? segs[0] : 0;
+    free(segs);
     return 0;
 }
 
@@ -391,6 +411,27 @@ int wal_reader_open(const char *dir, uint64_t from_lsn, const wal_io *io, wal_re
     return 0;
 }
 
+/* Looks for a valid frame that starts a batch, at or after `from`, with an
+ * LSN after `expect`. Batches are written only once the previous one is
+ * synced, so finding one proves the bytes before it were durable. Only run
+ * after a bad record in the last segment, i.e. after a crash. */
+static bool later_batch_after(const uint8_t *buf, size_t len, size_t from, uint64_t expect,
+                              size_t *at, uint64_t *lsn)
+{
+    for (size_t pos = from; pos + WAL_FRAME_HEADER + WAL_FRAME_TRAILER <= len; pos++) {
+        const uint8_t *p = buf + pos;
+        if (get16(p + 6) != WAL_FLAG_BATCH_START || get64(p + 8) <= expect)
+            continue;
+        wal_record rec;
+        if (wal_frame_decode(p, len - pos, &rec) > 0) {
+            *at = pos;
+            *lsn = rec.lsn;
+            return true;
+        }
+    }
+    return false;
+}
+
 static int reader_fail(wal_reader *r, int err, const char *path, size_t off, const char *what)
 {
     snprintf(r->error, sizeof(r->error), "%s at %s offset %zu (expected LSN %" PRIu64 ")", what,
@@ -436,7 +477,7 @@ int wal_reader_next(wal_reader *r, wal_record *rec)
                 return reader_end(r, path, r->len, 0, NULL);
             if (r->segs[r->seg + 1] != r->expect_lsn)
                 return reader_fail(r, WAL_EGAP, path, r->off,
-                                   "next segment does not start where this one ends");
+                                   "LSN gap: the next segment does not start where this one ends");
             r->seg++;
             r->loaded = false;
             continue;
@@ -444,9 +485,19 @@ int wal_reader_next(wal_reader *r, wal_record *rec)
         ssize_t n = wal_frame_decode(r->buf + r->off, r->len - r->off, rec);
         if (n <= 0) {
             const char *why = n == 0 ? "record incomplete" : "record checksum or header bad";
-            if (last)
-                return reader_end(r, path, r->off, r->len - r->off, why);
-            return reader_fail(r, WAL_ECORRUPT, path, r->off, why);
+            if (!last)
+                return reader_fail(r, WAL_ECORRUPT, path, r->off, why);
+            size_t later = 0;
+            uint64_t later_lsn = 0;
+            if (later_batch_after(r->buf, r->len, r->off + 1, r->expect_lsn, &later, &later_lsn)) {
+                char what[200];
+                snprintf(what, sizeof(what),
+                         "%s inside synced data (a later batch starts at offset %zu with LSN "
+                         "%" PRIu64 ")",
+                         why, later, later_lsn);
+                return reader_fail(r, WAL_ECORRUPT, path, r->off, what);
+            }
+            return reader_end(r, path, r->off, r->len - r->off, why);
         }
         if (rec->lsn != r->expect_lsn)
             return reader_fail(r, WAL_ECORRUPT, path, r->off, "record has an unexpected LSN");
@@ -492,7 +543,8 @@ int wal_tail_repair(const char *dir, const wal_tail *tail, const wal_io *io)
     (void)dir;
     if (io == NULL)
         io = &posix_io;
-    if (tail->torn_bytes == 0 || tail->last_segment[0] == '\0')
+    if (tail->last_segment[0] == '\0' ||
+        (tail->torn_bytes == 0 && tail->good_bytes >= WAL_SEGMENT_HEADER))
         return 0;
     char parent[SEG_PATH_MAX];
     dir_of(tail->last_segment, parent, sizeof(parent));
@@ -537,7 +589,7 @@ struct wal_writer {
     bool inflight; /* the other batch is with the writer thread */
     uint64_t next_lsn, durable_lsn;
     int error;
-    bool closing, failed_reported;
+    bool closing, failed_reported, finished;
     wal_stats stats;
     void (*close_cb)(wal_writer *w, void *arg);
     void *close_arg;
@@ -557,13 +609,6 @@ struct wal_writer {
     uint64_t seg_first;
     uint64_t seg_size;
 };
-
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /* Writes all of buf at off, continuing after short writes. */
 static int write_full(wal_writer *w, const uint8_t *buf, size_t len, off_t off)
@@ -638,9 +683,9 @@ static int batch_write(wal_writer *w, const batch *b, uint64_t *sync_ns, uint32_
         int rc = write_full(w, b->data + off, run, (off_t)w->seg_size);
         if (rc != 0)
             return rc;
-        uint64_t t0 = mono_ns();
+        uint64_t t0 = uv_hrtime();
         rc = w->io->fdatasync(w->io->ctx, w->fd);
-        *sync_ns += mono_ns() - t0;
+        *sync_ns += uv_hrtime() - t0;
         (*syncs)++;
         if (rc != 0)
             return rc;
@@ -712,6 +757,16 @@ static void writer_thread(void *arg)
     uv_mutex_unlock(&w->mu);
 }
 
+static void update_ref(wal_writer *w)
+{
+    if (w->finished)
+        return;
+    if (w->bufs[w->fill].len > 0 && w->error == 0)
+        uv_ref((uv_handle_t *)&w->prepare);
+    else
+        uv_unref((uv_handle_t *)&w->prepare);
+}
+
 static void submit(wal_writer *w)
 {
     batch *b = &w->bufs[w->fill];
@@ -725,6 +780,7 @@ static void submit(wal_writer *w)
     w->fill ^= 1;
     w->inflight = true;
     uv_ref((uv_handle_t *)&w->async);
+    update_ref(w);
 }
 
 static void on_prepare(uv_prepare_t *h)
@@ -759,6 +815,7 @@ static void on_async(uv_async_t *h)
             w->failed_reported = true;
             w->cfg.failed_cb(w, err, w->cfg.arg);
         }
+        update_ref(w);
         maybe_finish_close(w);
         return;
     }
@@ -825,6 +882,22 @@ int wal_writer_open(uv_loop_t *loop, const wal_writer_config *cfg, wal_writer **
         if (last > cfg->next_lsn) {
             free(w);
             return WAL_EGAP;
+        }
+        /* The log must end exactly at next_lsn - 1, with no torn tail left. */
+        wal_reader *rr = NULL;
+        rc = wal_reader_open(w->dir, last, w->io, &rr);
+        if (rc == 0) {
+            wal_record rec;
+            while ((rc = wal_reader_next(rr, &rec)) == 1)
+                ;
+            const wal_tail *t = wal_reader_tail(rr);
+            if (rc == 0 && (t->last_lsn != cfg->next_lsn - 1 || t->torn_bytes != 0))
+                rc = WAL_EGAP;
+            wal_reader_close(rr);
+        }
+        if (rc != 0) {
+            free(w);
+            return rc;
         }
         char path[SEG_PATH_MAX];
         segment_path(w->dir, last, path, sizeof(path));
@@ -897,12 +970,14 @@ int64_t wal_writer_append(wal_writer *w, uint16_t type, int64_t time_ms, const v
         b->cap = cap;
     }
     uint64_t lsn = w->next_lsn++;
-    wal_frame_encode(b->data + b->len, lsn, type, time_ms, payload, len);
+    wal_frame_encode_flags(b->data + b->len, lsn, type, b->len == 0 ? WAL_FLAG_BATCH_START : 0,
+                           time_ms, payload, len);
     if (b->len == 0)
         b->first_lsn = lsn;
     b->last_lsn = lsn;
     b->len += need;
     b->records++;
+    update_ref(w);
     w->stats.records++;
     w->stats.bytes += need;
     return (int64_t)lsn;
@@ -969,6 +1044,9 @@ static void maybe_finish_close(wal_writer *w)
         submit(w);
         return;
     }
+    if (w->finished)
+        return;
+    w->finished = true;
     uv_mutex_lock(&w->mu);
     w->stop = true;
     uv_cond_signal(&w->cond);

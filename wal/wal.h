@@ -5,8 +5,11 @@
  * after the LSN of their first record ("0000000000000001.wal"). A record is
  * framed (little-endian):
  *
- *   u32 payload_len | u16 type | u16 flags (0) | u64 lsn | i64 time_ms |
+ *   u32 payload_len | u16 type | u16 flags | u64 lsn | i64 time_ms |
  *   payload[payload_len] | u64 XXH3-64 of everything before it
+ *
+ * flags: WAL_FLAG_BATCH_START on the first record of each group-commit batch;
+ * no other bit is defined.
  *
  * and a segment starts with a 32-byte header:
  *
@@ -26,7 +29,10 @@
  * segment headers, checksums and LSN continuity. A torn or corrupt record at
  * the end of the last segment is the end of the log (crash while writing an
  * unacknowledged batch); anywhere else it is an error naming the file, the
- * offset and the LSN.
+ * offset and the LSN. "The end" is decided with the batch marks: the writer
+ * starts a batch only after the previous one was synced, so a bad record
+ * followed (anywhere later in the segment) by a valid record that starts a
+ * later batch sat in synced data: that is corruption, never a torn tail.
  *
  * All file I/O goes through a wal_io table, so tests can inject failures.
  */
@@ -40,6 +46,7 @@
 #include <uv.h>
 
 enum {
+    WAL_FLAG_BATCH_START = 1,          /* frame flag: first record of a batch */
     WAL_FRAME_HEADER = 24,             /* bytes before the payload */
     WAL_FRAME_TRAILER = 8,             /* the checksum */
     WAL_SEGMENT_HEADER = 32,           /* bytes at the start of a segment */
@@ -90,6 +97,7 @@ typedef struct wal_record {
     uint64_t lsn;
     int64_t time_ms;
     uint16_t type;
+    uint16_t flags; /* WAL_FLAG_BATCH_START or 0 */
     uint32_t payload_len;
     const uint8_t *payload;
 } wal_record;
@@ -101,22 +109,32 @@ static inline size_t wal_frame_size(size_t payload_len)
 }
 
 /**
- * Encodes one frame into `buf` (wal_frame_size(len) bytes). Exposed for tests
- * and tools; the writer uses it internally.
+ * Encodes one frame (flags 0) into `buf` (wal_frame_size(len) bytes). Exposed
+ * for tests and tools; the writer uses it internally.
  */
 void wal_frame_encode(uint8_t *buf, uint64_t lsn, uint16_t type, int64_t time_ms,
                       const void *payload, uint32_t len);
 
+/** As wal_frame_encode, with flags (0 or WAL_FLAG_BATCH_START). */
+void wal_frame_encode_flags(uint8_t *buf, uint64_t lsn, uint16_t type, uint16_t flags,
+                            int64_t time_ms, const void *payload, uint32_t len);
+
 /**
  * Decodes the frame at the start of `buf` (`avail` bytes). Returns the frame
  * size, 0 if `avail` is too short for the frame its header announces, or
- * WAL_ECORRUPT (bad flags, oversized length, checksum mismatch). `rec`
+ * WAL_ECORRUPT (undefined flag bits, oversized length, checksum mismatch). `rec`
  * borrows `buf`.
  */
 ssize_t wal_frame_decode(const uint8_t *buf, size_t avail, wal_record *rec);
 
-/** Segment file name for a first LSN: "%016" PRIx64 ".wal" (21 bytes + NUL). */
+/** Segment file name for a first LSN: "%016" PRIx64 ".wal" (20 characters + NUL). */
 void wal_segment_name(uint64_t first_lsn, char out[32]);
+
+/**
+ * First LSN of the oldest segment in `dir` (*lsn = 0 when there is none).
+ * Returns 0, WAL_EBADSEG, or -errno.
+ */
+int wal_oldest_lsn(const char *dir, uint64_t *lsn);
 
 /* ---- Reader ------------------------------------------------------------------------ */
 
@@ -135,8 +153,9 @@ typedef struct wal_tail {
  * Opens the WAL in `dir` for reading records with LSN >= from_lsn (1 = all).
  * Fails with WAL_ENOTFOUND if the log's oldest segment starts after from_lsn
  * (the records were deleted after a snapshot), WAL_EBADSEG for a stray file,
- * WAL_EGAP if segment names are not a chain, or -errno. An empty or missing
- * directory is an empty log. `io` may be NULL (POSIX).
+ * or -errno. An empty or missing directory is an empty log. Reads always use
+ * POSIX calls (nothing to inject there); `io` may be NULL and is kept for
+ * symmetry with the writer.
  */
 int wal_reader_open(const char *dir, uint64_t from_lsn, const wal_io *io, wal_reader **out);
 
@@ -158,8 +177,9 @@ void wal_reader_close(wal_reader *r);
 
 /**
  * Cuts a torn tail found by a reader: truncates the last segment to its good
- * length (deletes it if not even its header is good) and syncs. Returns 0 or
- * -errno.
+ * length, or deletes it if not even its header is good (including an empty
+ * file left by a crash right after a rotation), and syncs. A no-op when the
+ * tail is clean. Returns 0 or -errno.
  */
 int wal_tail_repair(const char *dir, const wal_tail *tail, const wal_io *io);
 
@@ -188,16 +208,20 @@ typedef struct wal_writer_config {
 typedef struct wal_stats {
     uint64_t records, bytes; /* appended */
     uint64_t durable_bytes;  /* written and synced */
-    uint64_t batches, syncs, rotations;
+    uint64_t batches, syncs;
+    uint64_t rotations; /* segments this writer started (its first one included) */
     uint64_t max_batch_records;
     uint64_t sync_ns_total;
-    uint64_t sync_ns_hist[24]; /* bucket i: sync took < 2^i microseconds (last: the rest) */
+    uint64_t sync_ns_hist[24]; /* per batch: its syncs took < 2^i microseconds (last: the rest) */
 } wal_stats;
 
 /**
  * Opens a writer on `loop` appending after `cfg->next_lsn - 1`, which must be
- * where the log ends (recover and repair first). Starts the writer thread.
- * Returns 0, -errno, or WAL_EGAP if the directory's last LSN disagrees.
+ * where the log ends (recover and repair first): the last segment is read to
+ * check that it ends exactly there, with no torn tail. Starts the writer
+ * thread. While records are pending or being synced the writer keeps the
+ * loop alive; otherwise it does not. Returns 0, -errno, WAL_EGAP if the log
+ * ends elsewhere, or a reader error.
  */
 int wal_writer_open(uv_loop_t *loop, const wal_writer_config *cfg, wal_writer **out);
 
