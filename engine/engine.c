@@ -836,6 +836,11 @@ static booking *idem_find(const engine *e, uint64_t user_id, const char *key, ui
     }
 }
 
+bool engine__idem_exists(const engine *e, uint64_t user_id, const char *key, uint32_t len)
+{
+    return idem_find(e, user_id, key, len, NULL) != NULL;
+}
+
 /* Indexes booking `slot` by user (newest first) and by idempotency key, and
  * marks it for the next snapshot. */
 void engine__booking_index(engine *e, uint32_t slot)

@@ -204,5 +204,6 @@ showtime *engine__showtime_find(const engine *e, uint64_t id);
 int engine__layout_install(engine *e, int64_t now_ms, uint64_t layout_id, uint8_t *blob,
                            uint32_t blob_len, engine_problem *problem);
 void engine__booking_index(engine *e, uint32_t slot);
+bool engine__idem_exists(const engine *e, uint64_t user_id, const char *key, uint32_t len);
 
 #endif /* USHER_ENGINE_INTERNAL_H */

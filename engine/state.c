@@ -397,6 +397,11 @@ static int restore_hold(engine *e, uint64_t id, engine__rbuf *r)
     if (st == NULL || expires <= created || created > e->restore.now_ms)
         return ENGINE_EREPLAY;
     const engine__layout *l = &e->layouts[st->layout_slot];
+    uint64_t priced = 0;
+    for (uint32_t i = 0; i < n; i++)
+        priced += seats[i] < l->seat_count ? st->prices[l->seat_cat[seats[i]]] : 0;
+    if (priced != amount)
+        return ENGINE_EREPLAY;
     for (uint32_t i = 0; i < n; i++) {
         if (seats[i] >= l->seat_count || engine__bit_get(l->blocked, seats[i]) ||
             engine__bit_get(st->held, seats[i]) || engine__bit_get(st->sold, seats[i]))
@@ -446,7 +451,11 @@ int engine_restore_item(engine *e, engine_item_kind kind, uint64_t key, const ui
     return ENGINE_EDECODE;
 }
 
-static int restore_bookings_check(engine *e, uint32_t *unclaimed)
+/* Every confirmed booking's seats must be sold, every sold seat must belong
+ * to exactly one confirmed booking. Claiming a seat clears its sold bit, so
+ * a second claim finds it clear; afterwards no sold bit may be left; then
+ * the bits are put back. */
+static int restore_bookings_check(engine *e)
 {
     for (uint32_t i = 0; i < e->booking_n; i++) {
         engine_booking_info *b = &e->bookings[i].info;
@@ -458,14 +467,27 @@ static int restore_bookings_check(engine *e, uint32_t *unclaimed)
         if (st == NULL)
             return ENGINE_EREPLAY;
         const engine__layout *l = &e->layouts[st->layout_slot];
-        uint32_t slot = (uint32_t)(st - e->showtimes);
         for (uint32_t k = 0; k < b->seat_count; k++) {
-            if (b->seats[k] >= l->seat_count || !engine__bit_get(st->sold, b->seats[k]) ||
-                unclaimed[slot] == 0)
+            if (b->seats[k] >= l->seat_count || !engine__bit_get(st->sold, b->seats[k]))
                 return ENGINE_EREPLAY;
-            unclaimed[slot]--;
+            engine__bit_clear(st->sold, b->seats[k]);
         }
         st->confirmed++;
+    }
+    for (uint32_t s = 0; s < e->cfg.showtimes_max; s++) {
+        const showtime *st = &e->showtimes[s];
+        for (uint32_t w = 0; st->used && w < e->layouts[st->layout_slot].words; w++) {
+            if (st->sold[w] != 0)
+                return ENGINE_EREPLAY; /* sold, but no confirmed booking owns it */
+        }
+    }
+    for (uint32_t i = 0; i < e->booking_n; i++) {
+        const engine_booking_info *b = &e->bookings[i].info;
+        if (b->status != ENGINE_BOOKING_STATUS_CONFIRMED)
+            continue;
+        showtime *st = engine__showtime_find(e, b->showtime_id);
+        for (uint32_t k = 0; k < b->seat_count; k++)
+            engine__bit_set(st->sold, b->seats[k]);
     }
     return 0;
 }
@@ -474,27 +496,18 @@ int engine_restore_finish(engine *e)
 {
     if (!e->restore.meta)
         return ENGINE_EREPLAY;
-    /* Bookings: every id 1..n present; indexed in ascending order so each
-     * user's list comes out newest first. Each confirmed booking's seats must
-     * be sold, and (by count) nothing else may be. */
-    uint32_t *unclaimed = calloc(e->cfg.showtimes_max, sizeof(uint32_t));
-    if (unclaimed == NULL)
-        return ENGINE_ENOMEM;
-    for (uint32_t s = 0; s < e->cfg.showtimes_max; s++) {
-        const showtime *st = &e->showtimes[s];
-        for (uint32_t c = 0; st->used && c < ENGINE_CATEGORIES_MAX; c++)
-            unclaimed[s] += st->counts[c].sold;
-    }
-    int rc = restore_bookings_check(e, unclaimed);
-    for (uint32_t s = 0; rc == 0 && s < e->cfg.showtimes_max; s++) {
-        if (unclaimed[s] != 0)
-            rc = ENGINE_EREPLAY; /* sold seats no confirmed booking accounts for */
-    }
-    free(unclaimed);
+    /* Bookings: every id 1..n present, every sold seat owned once; then
+     * indexed in ascending order so each user's list comes out newest first,
+     * refusing a (user, key) pair that appears twice. */
+    int rc = restore_bookings_check(e);
     if (rc != 0)
         return rc;
-    for (uint32_t i = 0; i < e->booking_n; i++)
+    for (uint32_t i = 0; i < e->booking_n; i++) {
+        const engine_booking_info *b = &e->bookings[i].info;
+        if (b->idem_key_len > 0 && engine__idem_exists(e, b->user_id, b->idem_key, b->idem_key_len))
+            return ENGINE_EREPLAY;
         engine__booking_index(e, i);
+    }
 
     /* Showtimes: stored held bitmaps must equal what the holds rebuilt, and
      * sold seats must all belong to confirmed bookings (engine_check). */

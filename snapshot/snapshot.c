@@ -46,7 +46,7 @@ const char *snapshot_strerror(int err)
     case SNAPSHOT_EBUSY:
         return "a snapshot is already in progress";
     default:
-        if (err <= MDB_KEYEXIST && err >= MDB_LAST_ERRCODE)
+        if (err >= MDB_KEYEXIST && err <= MDB_LAST_ERRCODE)
             return mdb_strerror(err);
         if (err < 0 && err > -4096)
             return strerror(-err);
@@ -147,6 +147,12 @@ int snapshot_store_open(const char *dir, uint32_t shard, uint64_t map_bytes, sna
     if (rc == 0)
         rc = meta_get_u(txn, s->dbi[DB_META], "shard", 4, &owner, &has_shard);
     if (rc == 0 && has_format && format != STORE_FORMAT)
+        rc = SNAPSHOT_EFORMAT;
+    /* No format stamp: only an environment we just created may be stamped,
+     * never one that already holds someone else's data. */
+    MDB_stat meta_stat;
+    if (rc == 0 && !has_format && mdb_stat(txn, s->dbi[DB_META], &meta_stat) == 0 &&
+        meta_stat.ms_entries > 0)
         rc = SNAPSHOT_EFORMAT;
     if (rc == 0 && has_shard && owner != shard)
         rc = SNAPSHOT_ESHARD;
@@ -354,7 +360,8 @@ int snapshot_store_load(snapshot_store *s, engine *e, uint64_t *lsn, int64_t *cl
         return rc;
     }
     MDB_val k = {.mv_size = 6, .mv_data = "engine"}, v;
-    rc = lmdb_err(mdb_get(txn, s->dbi[DB_META], &k, &v));
+    rc = mdb_get(txn, s->dbi[DB_META], &k, &v);
+    rc = rc == MDB_NOTFOUND ? SNAPSHOT_ECORRUPT : lmdb_err(rc); /* an LSN without state */
     if (rc == 0) {
         int r = engine_restore_item(e, ENGINE_ITEM_META, 0, v.mv_data, (uint32_t)v.mv_size);
         rc = r == 0 ? 0 : SNAPSHOT_ECORRUPT;
@@ -441,11 +448,15 @@ static int apply_wal_record(const snapshot_recover_opts *o, engine *e, const wal
             return SNAPSHOT_EREPLAY;
         }
         int rc = o->other_cb(o->arg, rec);
-        if (rc != 0)
+        if (rc != 0) {
             snprintf(rep->error, sizeof(rep->error),
                      "WAL record LSN %" PRIu64 " (type %u) was refused: %d", rec->lsn, rec->type,
                      rc);
-        return rc;
+            /* Any refusal stops recovery; only negative codes pass through, so a
+             * positive return cannot be mistaken for "got a record". */
+            return rc < 0 ? rc : SNAPSHOT_EREPLAY;
+        }
+        return 0;
     }
     engine_record er;
     int rc = engine_record_decode(rec->payload, rec->payload_len, &er);
@@ -681,10 +692,11 @@ void snapshot_scheduler_close(snapshot_scheduler *sc)
     if (sc == NULL)
         return;
     if (sc->writing) {
+        /* write_done would use the scheduler, and the WAL writer, after this. */
         fprintf(stderr, "usher snapshot: scheduler closed while a write is in progress\n");
         abort();
     }
     if (sc->pending != NULL)
-        engine_snapshot_free(sc->pending); /* never written: WAL still has it all */
+        engine_snapshot_free(sc->pending); /* still waiting for durability: the WAL has it all */
     free(sc);
 }

@@ -43,7 +43,8 @@ typedef struct snapshot_store snapshot_store;
 /**
  * Opens (creating if needed) the snapshot environment in `dir` for `shard`.
  * `map_bytes` 0 = 16 GiB (a sparse reservation; it grows when full).
- * Returns 0, SNAPSHOT_EFORMAT, SNAPSHOT_ESHARD, an LMDB code or -errno.
+ * Returns 0, SNAPSHOT_EFORMAT (another format version, or an environment
+ * with data but no usher stamp), SNAPSHOT_ESHARD, an LMDB code or -errno.
  */
 int snapshot_store_open(const char *dir, uint32_t shard, uint64_t map_bytes, snapshot_store **out);
 void snapshot_store_close(snapshot_store *s);
@@ -63,7 +64,9 @@ int snapshot_store_write(snapshot_store *s, const engine_snapshot *snap, uint64_
 /**
  * Restores the stored snapshot into `e`, a fresh engine. Sets *lsn (0 and
  * nothing restored if there is no snapshot) and *clock_ms (the engine clock
- * at the snapshot). Returns 0, SNAPSHOT_ECORRUPT, an LMDB code or -errno.
+ * at the snapshot). Returns 0, SNAPSHOT_ECORRUPT (an item that does not
+ * decode or fit, or an LSN without engine state), SNAPSHOT_EFORMAT (a meta
+ * value of the wrong width), an LMDB code or -errno.
  */
 int snapshot_store_load(snapshot_store *s, engine *e, uint64_t *lsn, int64_t *clock_ms);
 
@@ -148,8 +151,16 @@ bool snapshot_scheduler_busy(const snapshot_scheduler *sc);
 void snapshot_scheduler_stats(const snapshot_scheduler *sc, snapshot_sched_stats *out);
 
 /**
- * Frees the scheduler; the loop must have finished any write in progress
- * (run it until snapshot_scheduler_busy() is false).
+ * Frees the scheduler. It must not be writing (the write's completion uses
+ * the scheduler and the WAL writer); a snapshot still waiting for its LSN to
+ * become durable (e.g. after the WAL failed) is simply discarded. Clean
+ * shutdown order:
+ *   1. snapshot_scheduler_take(sc)            (the final snapshot)
+ *   2. run the loop until !snapshot_scheduler_busy(sc)
+ *      (the still-open WAL makes the LSN durable, the write commits)
+ *   3. snapshot_scheduler_close(sc)
+ *   4. wal_writer_close(w, ...) and run the loop until it has closed.
+ * Closing while a write is in progress aborts.
  */
 void snapshot_scheduler_close(snapshot_scheduler *sc);
 

@@ -588,6 +588,16 @@ Test(crash, sigkill_never_loses_an_acknowledged_operation, .timeout = 600)
     cr_assert_gt(t.nbookings, 0u, "the run confirmed nothing: the test proved little");
     free(t.holds);
     free(t.bookings);
+    /* usher-replay must accept what the crash left behind. */
+    const char *replay = getenv("USHER_REPLAY");
+    if (replay != NULL) {
+        char verify[1200];
+        snprintf(verify, sizeof(verify), "'%s' --data-dir '%s' verify >/dev/null", replay, dir);
+        int status = system(verify);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "seed %" PRIu64 ": usher-replay verify failed on the crash data directory (%s)",
+                  seed, dir);
+    }
     if (getenv("USHER_CRASH_KEEP") != NULL) {
         fprintf(stderr, "crash: data directory kept: %s\n", dir);
         return;

@@ -161,6 +161,10 @@ typedef struct params {
     uint32_t live_half;    /* live holds at which half the hold ops aim at one */
     bool check_coverage;   /* demand that the generator hit every outcome */
     uint64_t seed_tweak;   /* xored into the seed so the tests differ */
+    size_t snap_every;     /* snapshot (and store) cadence, in ops */
+    size_t restore_every;  /* restore-from-store cadence, in ops (a multiple of snap_every) */
+    size_t swap_every;     /* every this many restores, the run goes on on the restored engine */
+    size_t negative_every; /* ... and the restore refusals are probed */
 } params;
 
 /* The current operation's arguments, kept to describe a failure. */
@@ -184,6 +188,30 @@ typedef struct st_entry {
     uint64_t id, layout;
     int64_t start;
 } st_entry;
+
+/*
+ * The snapshot store: what snapshot/snapshot.c keeps in LMDB, in memory. One
+ * map per kind, sorted by key (LMDB's order: keys are big-endian ids), whose
+ * values are copies; plus the META value.
+ */
+typedef struct store_ent {
+    uint64_t key;
+    uint8_t *val;
+    uint32_t len;
+} store_ent;
+
+typedef struct store_map {
+    store_ent *e;
+    size_t n, cap;
+} store_map;
+
+enum { MAP_LAYOUTS, MAP_SHOWTIMES, MAP_HOLDS, MAP_BOOKINGS, MAPS };
+
+typedef struct store {
+    store_map map[MAPS];
+    uint8_t *meta;
+    uint32_t meta_len;
+} store;
 
 typedef struct harness {
     const params *p;
@@ -215,6 +243,23 @@ typedef struct harness {
     uint64_t stats[OP_KINDS][ENGINE_RESULT_COUNT_];
     uint64_t idem_replays, expired_total, tier_hits[ENGINE_REFUND_TIERS_MAX + 1];
     uint32_t max_live;
+
+    /* Snapshots: see "Snapshots" below. */
+    rng sr;           /* their own stream, so that they leave the ops alone */
+    store st_e;       /* written by the engine's snapshots */
+    store st_f;       /* written by the follower's, which must write the same */
+    store st_t;       /* what t->tail was restored from, for its own snapshot */
+    engine *tail;     /* restored at the last restore; the log since goes on it */
+    size_t tail_from; /* log offset and record count at that restore */
+    size_t tail_count;
+    engine *scratch;       /* an engine being restored or replayed */
+    engine *parked;        /* the engine, while a restored one stands in for it */
+    engine_snapshot *snap; /* a snapshot being checked */
+    uint8_t *tweak_val;    /* a damaged value being restored */
+    const char *phase;     /* what the run is doing beyond the op, for failures */
+    size_t snaps, snaps_full, restores, tails, tail_records, swaps, negatives;
+    size_t snap_items, snap_bytes, store_items_max;
+    double snap_secs, restore_secs;
 } harness;
 
 static uint64_t env_u64(const char *name, uint64_t dflt)
@@ -260,13 +305,16 @@ static void fail(harness *t, int line, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     describe(t, desc, sizeof desc);
+    const char *phase = t->phase ? t->phase : "the op";
     fprintf(stderr,
             "engine_model[%s] FAILED at line %d\n  USHER_MODEL_SEED=%" PRIu64
-            " USHER_MODEL_OPS=%zu --filter engine_model/%s, op %zu step %d\n  op: %s\n  %s\n",
+            " USHER_MODEL_OPS=%zu --filter engine_model/%s, op %zu step %d, in %s\n  op: %s\n"
+            "  %s\n",
             t->p->name, line, t->seed ^ t->p->seed_tweak, main_ops(), t->p->name, t->op, t->step,
-            desc, msg);
-    cr_assert_fail("engine_model[%s] USHER_MODEL_SEED=%" PRIu64 " op=%zu step=%d: %s | op: %s",
-                   t->p->name, t->seed ^ t->p->seed_tweak, t->op, t->step, msg, desc);
+            phase, desc, msg);
+    cr_assert_fail("engine_model[%s] USHER_MODEL_SEED=%" PRIu64
+                   " op=%zu step=%d in %s: %s | op: %s",
+                   t->p->name, t->seed ^ t->p->seed_tweak, t->op, t->step, phase, msg, desc);
 }
 
 #define CHECK(t, cond, ...)                   \
@@ -613,25 +661,35 @@ static void expect_record(harness *t, const engine_record *re, const engine_reco
     log_record(t, re);
 }
 
-/* Replays the whole log onto a fresh engine; its digest must match. */
-static void replay_check(harness *t, const char *when)
+/* Applies the logged records from offset `off` on to `r`; returns how many. */
+static size_t log_apply(harness *t, engine *r, size_t off, const char *when)
 {
-    engine *r = NULL;
-    int rc = engine_create(&t->p->cfg, &r);
-    CHECK(t, rc == 0, "%s replay: engine_create failed: %d", when, rc);
-    size_t off = 0, k = 0;
+    size_t k = 0;
     while (off < t->log_len) {
         uint32_t len;
         memcpy(&len, t->log + off, 4);
         engine_record d;
-        rc = engine_record_decode(t->log + off + 4, len, &d);
-        CHECK(t, rc == 0, "%s replay: decode of record %zu failed: %d", when, k, rc);
+        int rc = engine_record_decode(t->log + off + 4, len, &d);
+        CHECK(t, rc == 0, "%s: decode of record %zu failed: %d", when, k, rc);
         rc = engine_record_apply(r, &d);
-        CHECK(t, rc == 0, "%s replay: apply of record %zu (%s) failed: %d", when, k,
+        CHECK(t, rc == 0, "%s: apply of record %zu (%s) failed: %d", when, k,
               engine_record_type_name(d.type), rc);
         off += 4 + len;
         k++;
     }
+    return k;
+}
+
+/* Replays the whole log onto a fresh engine; its digest must match. */
+static void replay_check(harness *t, const char *when)
+{
+    CHECK(t, t->scratch == NULL, "%s replay: the last scratch engine was not dropped", when);
+    int rc = engine_create(&t->p->cfg, &t->scratch);
+    CHECK(t, rc == 0, "%s replay: engine_create failed: %d", when, rc);
+    engine *r = t->scratch;
+    char what[64];
+    snprintf(what, sizeof what, "%s replay", when);
+    size_t k = log_apply(t, r, 0, what);
     CHECK(t, k == t->log_count, "%s replay: %zu records, logged %zu", when, k, t->log_count);
     CHECK(t, engine_digest(r) == engine_digest(t->e),
           "%s replay of %zu records: digest 0x%016" PRIx64 ", engine 0x%016" PRIx64, when, k,
@@ -640,6 +698,7 @@ static void replay_check(harness *t, const char *when)
           when, engine_now_ms(r), engine_now_ms(t->e));
     engine_check(r);
     engine_destroy(r);
+    t->scratch = NULL;
 }
 
 /* ---- Layouts ----------------------------------------------------------------- */
@@ -1916,6 +1975,754 @@ static double elapsed_s(const struct timespec *t0)
     return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
 }
 
+/* ---- Snapshots --------------------------------------------------------------------------------
+ *
+ * Every `snap_every` ops the engine takes a snapshot (the first and about one
+ * in ten full, the others incremental), checked against the model, and the
+ * harness writes it into its store with the semantics of snapshot.c's
+ * store_write_txn(). Every `restore_every` ops (and at the end) the follower
+ * does the same into a second store (it snapshots only then), and:
+ *   - the two stores must be equal byte for byte: the follower is built by
+ *     replay alone, so this checks that replay marks for the next snapshot
+ *     everything it changes (recovery replays, then snapshots incrementally);
+ *   - the engine restored at the previous restore, with every record logged
+ *     since applied to it, must have the engine's digest (snapshot + tail),
+ *     and its first snapshot, incremental, written on top of the store it was
+ *     restored from, must give the engine's store (recovery, then snapshots);
+ *   - a fresh engine restored from the store as snapshot_store_load() does
+ *     must finish, have the engine's digest and agree with the model on what
+ *     the digest leaves out (counters, per-user lists, lookups, expiry order);
+ *     every `swap_every` restores the run goes on on the restored engine, so
+ *     that the model checks everything the restore rebuilt, and its later
+ *     incremental snapshots must fit the store;
+ *   - every `negative_every` restores, damaged stores must be refused.
+ */
+
+static const char *kind_name(engine_item_kind k)
+{
+    switch (k) {
+    case ENGINE_ITEM_META:
+        return "META";
+    case ENGINE_ITEM_LAYOUT:
+        return "LAYOUT";
+    case ENGINE_ITEM_SHOWTIME:
+        return "SHOWTIME";
+    case ENGINE_ITEM_HOLD:
+        return "HOLD";
+    case ENGINE_ITEM_BOOKING:
+        return "BOOKING";
+    }
+    return "?";
+}
+
+static int map_of(engine_item_kind k)
+{
+    switch (k) {
+    case ENGINE_ITEM_LAYOUT:
+        return MAP_LAYOUTS;
+    case ENGINE_ITEM_SHOWTIME:
+        return MAP_SHOWTIMES;
+    case ENGINE_ITEM_HOLD:
+        return MAP_HOLDS;
+    case ENGINE_ITEM_BOOKING:
+        return MAP_BOOKINGS;
+    default:
+        return -1;
+    }
+}
+
+/* The order snapshot_store_load() restores the maps in (META comes first). */
+static const engine_item_kind load_order[MAPS] = {ENGINE_ITEM_LAYOUT, ENGINE_ITEM_SHOWTIME,
+                                                  ENGINE_ITEM_BOOKING, ENGINE_ITEM_HOLD};
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Index of the first entry whose key is >= `key`. */
+static size_t map_lower(const store_map *m, uint64_t key)
+{
+    size_t lo = 0, hi = m->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (m->e[mid].key < key)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* mdb_put: inserts or overwrites, copying the value. */
+static void map_put(store_map *m, uint64_t key, const uint8_t *val, uint32_t len)
+{
+    size_t i = map_lower(m, key);
+    if (i == m->n || m->e[i].key != key) {
+        if (m->n == m->cap) {
+            m->cap = m->cap ? 2 * m->cap : 64;
+            m->e = xrealloc(m->e, m->cap * sizeof *m->e);
+        }
+        memmove(&m->e[i + 1], &m->e[i], (m->n - i) * sizeof *m->e);
+        m->n++;
+        m->e[i] = (store_ent){.key = key};
+    }
+    m->e[i].val = xrealloc(m->e[i].val, len > 0 ? len : 1);
+    if (len > 0)
+        memcpy(m->e[i].val, val, len);
+    m->e[i].len = len;
+}
+
+/* mdb_drop(..., 0): empties the map. */
+static void map_clear(store_map *m)
+{
+    for (size_t i = 0; i < m->n; i++)
+        free(m->e[i].val);
+    m->n = 0;
+}
+
+/* snapshot.c's prune(): deletes every key that is not in ids[0..n). */
+static void map_prune(store_map *m, const uint64_t *ids, size_t n)
+{
+    uint64_t *sorted = xrealloc(NULL, (n > 0 ? n : 1) * sizeof *sorted);
+    if (n > 0)
+        memcpy(sorted, ids, n * sizeof *sorted);
+    qsort(sorted, n, sizeof *sorted, cmp_u64);
+    size_t k = 0;
+    for (size_t i = 0; i < m->n; i++) {
+        if (bsearch(&m->e[i].key, sorted, n, sizeof *sorted, cmp_u64) != NULL)
+            m->e[k++] = m->e[i];
+        else
+            free(m->e[i].val);
+    }
+    m->n = k;
+    free(sorted);
+}
+
+static void store_free(store *s)
+{
+    for (int i = 0; i < MAPS; i++) {
+        map_clear(&s->map[i]);
+        free(s->map[i].e);
+    }
+    free(s->meta);
+    memset(s, 0, sizeof *s);
+}
+
+/* Writes a snapshot into the store exactly as store_write_txn() does. */
+static void store_apply(store *s, const engine_snapshot *snap)
+{
+    if (engine_snapshot_full(snap)) {
+        for (int i = 0; i < MAPS; i++)
+            map_clear(&s->map[i]);
+    } else {
+        /* Holds are few and all included: replace them wholesale. */
+        map_clear(&s->map[MAP_HOLDS]);
+        size_t n;
+        const uint64_t *ids = engine_snapshot_ids(snap, ENGINE_ITEM_LAYOUT, &n);
+        map_prune(&s->map[MAP_LAYOUTS], ids, n);
+        ids = engine_snapshot_ids(snap, ENGINE_ITEM_SHOWTIME, &n);
+        map_prune(&s->map[MAP_SHOWTIMES], ids, n);
+    }
+    for (size_t i = 0; i < engine_snapshot_count(snap); i++) {
+        const engine_item *it = engine_snapshot_item(snap, i);
+        if (it->kind == ENGINE_ITEM_META) {
+            s->meta = xrealloc(s->meta, it->len > 0 ? it->len : 1);
+            memcpy(s->meta, it->value, it->len);
+            s->meta_len = it->len;
+        } else {
+            map_put(&s->map[map_of(it->kind)], it->key, it->value, it->len);
+        }
+    }
+}
+
+static void store_copy(store *dst, const store *src)
+{
+    store_free(dst);
+    for (int i = 0; i < MAPS; i++) {
+        const store_map *m = &src->map[i];
+        for (size_t k = 0; k < m->n; k++)
+            map_put(&dst->map[i], m->e[k].key, m->e[k].val, m->e[k].len);
+    }
+    dst->meta = xrealloc(NULL, src->meta_len > 0 ? src->meta_len : 1);
+    memcpy(dst->meta, src->meta, src->meta_len);
+    dst->meta_len = src->meta_len;
+}
+
+static size_t store_items(const store *s)
+{
+    size_t n = s->meta != NULL;
+    for (int i = 0; i < MAPS; i++)
+        n += s->map[i].n;
+    return n;
+}
+
+/* Two stores must be equal byte for byte; `who` names the second. */
+static void expect_stores_equal(harness *t, const store *a, const store *b, const char *who)
+{
+    CHECK(t, a->meta_len == b->meta_len && memcmp(a->meta, b->meta, a->meta_len) == 0,
+          "META: engine's store has %u bytes, %s %u, or they differ", a->meta_len, who,
+          b->meta_len);
+    for (int o = 0; o < MAPS; o++) {
+        engine_item_kind kind = load_order[o];
+        const store_map *x = &a->map[map_of(kind)], *y = &b->map[map_of(kind)];
+        for (size_t i = 0; i < x->n || i < y->n; i++) {
+            CHECK(t, i < x->n && i < y->n && x->e[i].key == y->e[i].key,
+                  "%s keys: engine's store has %zu (#%zu is 0x%" PRIx64 "), %s %zu"
+                  " (#%zu is 0x%" PRIx64 ")",
+                  kind_name(kind), x->n, i, i < x->n ? x->e[i].key : 0, who, y->n, i,
+                  i < y->n ? y->e[i].key : 0);
+            CHECK(t,
+                  x->e[i].len == y->e[i].len && memcmp(x->e[i].val, y->e[i].val, x->e[i].len) == 0,
+                  "%s 0x%" PRIx64 ": engine's stored value (%u bytes) differs from %s"
+                  " (%u bytes)",
+                  kind_name(kind), x->e[i].key, x->e[i].len, who, y->e[i].len);
+        }
+    }
+}
+
+/* The ids of the model's layouts or showtimes, sorted, in t->ids_m. */
+static size_t model_ids_sorted(harness *t, engine_item_kind kind)
+{
+    bool layouts = kind == ENGINE_ITEM_LAYOUT;
+    size_t n = layouts ? model_layout_count(t->m) : model_showtime_count(t->m);
+    ensure_ids(t, n + 1);
+    for (size_t i = 0; i < n; i++)
+        t->ids_m[i] = layouts ? model_layout_id_at(t->m, i) : model_showtime_id_at(t->m, i);
+    qsort(t->ids_m, n, sizeof *t->ids_m, cmp_u64);
+    return n;
+}
+
+/* engine_snapshot_ids() must list exactly the model's layouts / showtimes. */
+static void expect_snapshot_ids(harness *t, const engine_snapshot *snap, engine_item_kind kind,
+                                const char *who)
+{
+    size_t want = model_ids_sorted(t, kind), n = 0;
+    const uint64_t *ids = engine_snapshot_ids(snap, kind, &n);
+    CHECK(t, n == want && (n == 0 || ids != NULL), "%s snapshot: %zu %s ids, the model has %zu",
+          who, n, kind_name(kind), want);
+    if (n > 0)
+        memcpy(t->ids_e, ids, n * sizeof *ids);
+    qsort(t->ids_e, n, sizeof *t->ids_e, cmp_u64);
+    for (size_t i = 0; i < n; i++)
+        CHECK(t, t->ids_e[i] == t->ids_m[i],
+              "%s snapshot: %s ids (sorted) #%zu is %" PRIu64 ", the model's %" PRIu64, who,
+              kind_name(kind), i, t->ids_e[i], t->ids_m[i]);
+}
+
+/* After a write, the store holds exactly the model's objects. */
+static void expect_store_keys(harness *t, const store *s)
+{
+    for (int k = 0; k < 2; k++) {
+        engine_item_kind kind = k ? ENGINE_ITEM_SHOWTIME : ENGINE_ITEM_LAYOUT;
+        const store_map *m = &s->map[map_of(kind)];
+        size_t n = model_ids_sorted(t, kind);
+        CHECK(t, m->n == n, "store: %zu %s keys, the model has %zu", m->n, kind_name(kind), n);
+        for (size_t i = 0; i < n; i++)
+            CHECK(t, m->e[i].key == t->ids_m[i], "store: %s key #%zu is %" PRIu64 ", want %" PRIu64,
+                  kind_name(kind), i, m->e[i].key, t->ids_m[i]);
+    }
+    const store_map *h = &s->map[MAP_HOLDS];
+    uint32_t live = model_holds_live(t->m);
+    CHECK(t, h->n == live, "store: %zu holds, the model has %u live", h->n, live);
+    for (uint32_t i = 0; i < live; i++) {
+        uint64_t id = model_live_hold_at(t->m, i);
+        size_t at = map_lower(h, id);
+        CHECK(t, at < h->n && h->e[at].key == id, "store: live hold 0x%" PRIx64 " missing", id);
+    }
+    /* Sorted distinct keys from the first id to the last: exactly 1..n. */
+    const store_map *b = &s->map[MAP_BOOKINGS];
+    uint64_t nb = model_bookings_issued(t->m);
+    CHECK(t,
+          b->n == nb && (nb == 0 || (b->e[0].key == model_booking_id(t->m, 1) &&
+                                     b->e[nb - 1].key == model_booking_id(t->m, nb))),
+          "store: %zu bookings, the model has %" PRIu64 " (first 0x%" PRIx64 ", last 0x%" PRIx64
+          ")",
+          b->n, nb, b->n ? b->e[0].key : 0, b->n ? b->e[b->n - 1].key : 0);
+}
+
+/* Takes a snapshot of `e`, checks it against the model and writes it into `s`. */
+static void snapshot_into(harness *t, engine *e, bool full, store *s, const char *who)
+{
+    engine_snapshot *snap = NULL;
+    int rc = engine_snapshot_take(e, full, &snap);
+    CHECK(t, rc == 0 && snap != NULL, "%s: engine_snapshot_take(full=%d) returned %d", who, full,
+          rc);
+    t->snap = snap;
+    CHECK(t, engine_snapshot_full(snap) == full, "%s: engine_snapshot_full() is %d, took %d", who,
+          engine_snapshot_full(snap), full);
+    size_t count[ENGINE_ITEM_BOOKING + 1] = {0}, n = engine_snapshot_count(snap);
+    for (size_t i = 0; i < n; i++) {
+        const engine_item *it = engine_snapshot_item(snap, i);
+        CHECK(t,
+              it != NULL && it->kind >= ENGINE_ITEM_META && it->kind <= ENGINE_ITEM_BOOKING &&
+                  it->value != NULL && it->len > 0,
+              "%s snapshot item %zu of %zu: NULL, kind %d or no value", who, i, n,
+              it ? (int)it->kind : -1);
+        CHECK(t, it->kind != ENGINE_ITEM_META || it->key == 0, "%s snapshot: META key %" PRIu64,
+              who, it->key);
+        count[it->kind]++;
+        t->snap_bytes += it->len;
+    }
+    t->snap_items += n;
+    CHECK(t, engine_snapshot_item(snap, n) == NULL, "%s: engine_snapshot_item(count) not NULL",
+          who);
+    CHECK(t, count[ENGINE_ITEM_META] == 1, "%s snapshot: %zu META items", who,
+          count[ENGINE_ITEM_META]);
+    CHECK(t, count[ENGINE_ITEM_HOLD] == model_holds_live(t->m),
+          "%s snapshot: %zu HOLD items, the model has %u live holds", who, count[ENGINE_ITEM_HOLD],
+          model_holds_live(t->m));
+    CHECK(t,
+          !full || (count[ENGINE_ITEM_LAYOUT] == model_layout_count(t->m) &&
+                    count[ENGINE_ITEM_SHOWTIME] == model_showtime_count(t->m) &&
+                    count[ENGINE_ITEM_BOOKING] == model_bookings_issued(t->m)),
+          "%s full snapshot: %zu layouts, %zu showtimes, %zu bookings; the model has %zu, %zu, "
+          "%" PRIu64,
+          who, count[ENGINE_ITEM_LAYOUT], count[ENGINE_ITEM_SHOWTIME], count[ENGINE_ITEM_BOOKING],
+          model_layout_count(t->m), model_showtime_count(t->m), model_bookings_issued(t->m));
+    expect_snapshot_ids(t, snap, ENGINE_ITEM_LAYOUT, who);
+    expect_snapshot_ids(t, snap, ENGINE_ITEM_SHOWTIME, who);
+    store_apply(s, snap);
+    t->snap = NULL;
+    engine_snapshot_free(snap);
+}
+
+/* A change to one item of the store, for the refusals. */
+typedef struct tweak {
+    engine_item_kind kind; /* 0: none */
+    uint64_t key;
+    const uint8_t *val; /* the item's value instead, or NULL: leave the item out */
+    uint32_t len;
+} tweak;
+
+static void scratch_drop(harness *t)
+{
+    engine_destroy(t->scratch);
+    t->scratch = NULL;
+}
+
+/*
+ * Restores the store into a fresh engine, t->scratch, the way
+ * snapshot_store_load() does: META, then layouts, showtimes, bookings and
+ * holds, each in ascending key order. Every item must restore. Returns
+ * engine_restore_finish()'s verdict.
+ */
+static int store_restore_cfg(harness *t, const engine_config *cfg, const store *s, const tweak *tw)
+{
+    CHECK(t, t->scratch == NULL, "restore: the last scratch engine was not dropped");
+    int rc = engine_create(cfg, &t->scratch);
+    CHECK(t, rc == 0, "restore: engine_create failed: %d", rc);
+    CHECK(t, s->meta != NULL, "restore: the store has no META");
+    rc = engine_restore_item(t->scratch, ENGINE_ITEM_META, 0, s->meta, s->meta_len);
+    CHECK(t, rc == 0, "restore of META (%u bytes) failed: %d (%s)", s->meta_len, rc,
+          engine_strerror(rc));
+    for (int o = 0; o < MAPS; o++) {
+        engine_item_kind kind = load_order[o];
+        const store_map *m = &s->map[map_of(kind)];
+        for (size_t i = 0; i < m->n; i++) {
+            const uint8_t *val = m->e[i].val;
+            uint32_t len = m->e[i].len;
+            if (tw != NULL && tw->kind == kind && tw->key == m->e[i].key) {
+                if (tw->val == NULL)
+                    continue;
+                val = tw->val;
+                len = tw->len;
+            }
+            rc = engine_restore_item(t->scratch, kind, m->e[i].key, val, len);
+            /* Refusing the damaged item itself is as good as refusing at the end. */
+            if (rc == ENGINE_EREPLAY && tw != NULL && tw->val != NULL && tw->kind == kind &&
+                tw->key == m->e[i].key)
+                return rc;
+            CHECK(t, rc == 0, "restore of %s 0x%" PRIx64 " (%u bytes) failed: %d (%s)",
+                  kind_name(kind), m->e[i].key, len, rc, engine_strerror(rc));
+        }
+    }
+    return engine_restore_finish(t->scratch);
+}
+
+static int store_restore(harness *t, const store *s, const tweak *tw)
+{
+    return store_restore_cfg(t, &t->p->cfg, s, tw);
+}
+
+/*
+ * The restored engine against the model, on what the digest leaves out:
+ * counters, live holds and the expiry order, lookups and per-user lists.
+ * (The main engine is parked meanwhile, so the expect_* helpers apply.)
+ */
+static void expect_restored(harness *t, engine *r)
+{
+    t->parked = t->e;
+    t->e = r;
+    expect_clock(t);
+    for (size_t i = 0; i < model_showtime_count(t->m); i++)
+        expect_availability(t, model_showtime_id_at(t->m, i));
+    uint32_t live = model_holds_live(t->m);
+    for (uint32_t i = 0; i < live; i++)
+        expect_hold(t, model_live_hold_at(t->m, i));
+    expect_hold(t, model_hold_id(t->m, model_holds_issued(t->m) + 1));
+    uint64_t nb = model_bookings_issued(t->m);
+    for (int i = 0; i < 64 && nb > 0; i++)
+        expect_booking(t, model_booking_id(t->m, 1 + rng_below(&t->sr, nb)));
+    if (nb > 0)
+        expect_booking(t, model_booking_id(t->m, nb));
+    expect_booking(t, model_booking_id(t->m, nb + 1));
+    for (size_t u = 0; u < USER_COUNT; u++) {
+        for (int bookings = 0; bookings < 2; bookings++) {
+            uint32_t total = bookings ? model_user_bookings(t->m, users[u], 0, NULL, 0)
+                                      : model_user_holds(t->m, users[u], 0, NULL, 0);
+            expect_list(t, bookings, users[u], 0, total + 1);
+        }
+    }
+    t->e = t->parked;
+    t->parked = NULL;
+}
+
+/*
+ * Recovery: the engine restored at the last restore, plus the records logged
+ * since, is the engine; and its first snapshot, incremental, written on top
+ * of the store it was restored from, gives the store the engine wrote.
+ */
+static void tail_check(harness *t)
+{
+    size_t k = log_apply(t, t->tail, t->tail_from, "snapshot + tail");
+    CHECK(t, k == t->log_count - t->tail_count, "snapshot + tail: applied %zu records, logged %zu",
+          k, t->log_count - t->tail_count);
+    CHECK(t, engine_digest(t->tail) == engine_digest(t->e),
+          "snapshot + %zu records: digest 0x%016" PRIx64 ", engine 0x%016" PRIx64, k,
+          engine_digest(t->tail), engine_digest(t->e));
+    snapshot_into(t, t->tail, false, &t->st_t, "restored + tail");
+    expect_stores_equal(t, &t->st_e, &t->st_t, "the restored + tail engine's");
+    t->tails++;
+    t->tail_records += k;
+    engine_destroy(t->tail);
+    t->tail = NULL;
+}
+
+/* Restores with one item changed or left out: finishing must refuse. */
+static void expect_refused(harness *t, const tweak *tw, const char *what)
+{
+    int rc = store_restore(t, &t->st_e, tw);
+    CHECK(t, rc == ENGINE_EREPLAY, "restore with %s (%s 0x%" PRIx64 "): returned %d, want %d", what,
+          kind_name(tw->kind), tw->key, rc, ENGINE_EREPLAY);
+    scratch_drop(t);
+}
+
+static uint32_t le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/*
+ * Offset of the held (or sold) bitmap in a SHOWTIME value (state.c, version 1):
+ * u8 version | u64 layout | i64 start | u8 n | u32 prices[n] | u32 seat_count |
+ * u64 held[words] | u64 sold[words], little-endian. Seat s is bit s % 8 of
+ * byte s / 8 of a bitmap.
+ */
+static size_t bitmap_at(harness *t, const store_ent *st, bool sold)
+{
+    CHECK(t, st->len >= 18 && st->val[0] == 1, "SHOWTIME 0x%" PRIx64 ": %u bytes, version %u",
+          st->key, st->len, st->len ? st->val[0] : 0);
+    size_t at = 18 + 4 * (size_t)st->val[17];
+    CHECK(t, st->len >= at + 4, "SHOWTIME 0x%" PRIx64 ": %u bytes", st->key, st->len);
+    size_t words = ((size_t)le32(st->val + at) + 63) / 64;
+    at += 4;
+    CHECK(t, st->len == at + 16 * words, "SHOWTIME 0x%" PRIx64 ": %u bytes, want %zu", st->key,
+          st->len, at + 16 * words);
+    return at + (sold ? 8 * words : 0);
+}
+
+/*
+ * Flips, in a copy of a stored showtime, the held or sold bit of a seat the
+ * engine has in state `from` (FREE or SOLD); restoring must be refused.
+ * Skipped when no showtime has such a seat.
+ */
+static void expect_flip_refused(harness *t, int from, bool sold, const char *what)
+{
+    const store_map *m = &t->st_e.map[MAP_SHOWTIMES];
+    size_t first = m->n ? rng_below(&t->sr, m->n) : 0;
+    for (size_t k = 0; k < m->n; k++) {
+        const store_ent *st = &m->e[(first + k) % m->n];
+        int32_t n = engine_seatmap_get(t->e, st->key, t->seatbuf, t->seatbuf_cap);
+        if (n == ENGINE_EBUFSIZE) {
+            t->seatbuf_cap = ENGINE_SEATS_MAX;
+            t->seatbuf = xrealloc(t->seatbuf, t->seatbuf_cap);
+            n = engine_seatmap_get(t->e, st->key, t->seatbuf, t->seatbuf_cap);
+        }
+        CHECK(t, n > 0, "seatmap of stored showtime %" PRIu64 ": %d", st->key, n);
+        uint32_t seat = (uint32_t)rng_below(&t->sr, (uint64_t)n), tries = 0;
+        while (t->seatbuf[seat] != from && tries++ < (uint32_t)n)
+            seat = (seat + 1) % (uint32_t)n;
+        if (t->seatbuf[seat] != from)
+            continue;
+        uint8_t *val = xrealloc(NULL, st->len);
+        memcpy(val, st->val, st->len);
+        val[bitmap_at(t, st, sold) + seat / 8] ^= (uint8_t)(1u << (seat % 8));
+        t->tweak_val = val;
+        tweak tw = {.kind = ENGINE_ITEM_SHOWTIME, .key = st->key, .val = val, .len = st->len};
+        char buf[128];
+        snprintf(buf, sizeof buf, "%s (seat %u)", what, seat);
+        expect_refused(t, &tw, buf);
+        t->tweak_val = NULL;
+        free(val);
+        return;
+    }
+}
+
+/* A truncated value of each kind gives ENGINE_EDECODE. */
+static void truncation_probes(harness *t)
+{
+    const store *s = &t->st_e;
+    CHECK(t, t->scratch == NULL, "probe: the last scratch engine was not dropped");
+    int rc = engine_create(&t->p->cfg, &t->scratch);
+    CHECK(t, rc == 0, "probe: engine_create failed: %d", rc);
+    engine *r = t->scratch;
+
+    /* META comes first, and once. */
+    const store_map *ml = &s->map[MAP_LAYOUTS];
+    if (ml->n > 0) {
+        rc = engine_restore_item(r, ENGINE_ITEM_LAYOUT, ml->e[0].key, ml->e[0].val, ml->e[0].len);
+        CHECK(t, rc == ENGINE_EREPLAY, "LAYOUT before META: %d, want EREPLAY", rc);
+    }
+    rc = engine_restore_finish(r);
+    CHECK(t, rc == ENGINE_EREPLAY, "engine_restore_finish without META: %d, want EREPLAY", rc);
+
+    uint32_t cuts[2] = {s->meta_len - 1, (uint32_t)rng_below(&t->sr, s->meta_len)};
+    for (int c = 0; c < 2; c++) {
+        rc = engine_restore_item(r, ENGINE_ITEM_META, 0, s->meta, cuts[c]);
+        CHECK(t, rc == ENGINE_EDECODE, "META cut to %u of %u bytes: %d, want EDECODE", cuts[c],
+              s->meta_len, rc);
+    }
+    rc = engine_restore_item(r, ENGINE_ITEM_META, 0, s->meta, s->meta_len);
+    CHECK(t, rc == 0, "META after refused ones: %d", rc);
+    rc = engine_restore_item(r, ENGINE_ITEM_META, 0, s->meta, s->meta_len);
+    CHECK(t, rc == ENGINE_EREPLAY, "META twice: %d, want EREPLAY", rc);
+
+    /* Each needs only META to get as far as decoding. */
+    static const engine_item_kind kinds[] = {ENGINE_ITEM_BOOKING, ENGINE_ITEM_HOLD,
+                                             ENGINE_ITEM_LAYOUT};
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        const store_map *m = &s->map[map_of(kinds[k])];
+        if (m->n == 0)
+            continue;
+        const store_ent *it = &m->e[rng_below(&t->sr, m->n)];
+        uint32_t cut[2] = {it->len - 1, (uint32_t)rng_below(&t->sr, it->len)};
+        for (int c = 0; c < 2; c++) {
+            rc = engine_restore_item(r, kinds[k], it->key, it->val, cut[c]);
+            CHECK(t, rc == ENGINE_EDECODE,
+                  "%s 0x%" PRIx64 " cut to %u of %u bytes: %d, want EDECODE", kind_name(kinds[k]),
+                  it->key, cut[c], it->len, rc);
+        }
+    }
+
+    /* A showtime needs its layout; a refused one is the last item here. */
+    const store_map *ms = &s->map[MAP_SHOWTIMES];
+    if (ms->n > 0) {
+        for (size_t i = 0; i < ml->n; i++) {
+            rc = engine_restore_item(r, ENGINE_ITEM_LAYOUT, ml->e[i].key, ml->e[i].val,
+                                     ml->e[i].len);
+            CHECK(t, rc == 0, "LAYOUT 0x%" PRIx64 " after refused ones: %d", ml->e[i].key, rc);
+        }
+        const store_ent *it = &ms->e[rng_below(&t->sr, ms->n)];
+        rc = engine_restore_item(r, ENGINE_ITEM_SHOWTIME, it->key, it->val, it->len - 1);
+        CHECK(t, rc == ENGINE_EDECODE, "SHOWTIME 0x%" PRIx64 " cut to %u bytes: %d, want EDECODE",
+              it->key, it->len - 1, rc);
+    }
+    scratch_drop(t);
+}
+
+/* A META whose id prefix is not the configuration's gives ENGINE_EREPLAY. */
+static void prefix_probes(harness *t)
+{
+    const store *s = &t->st_e;
+    engine_config cfg = t->p->cfg;
+    cfg.id_prefix ^= 1;
+    int rc = engine_create(&cfg, &t->scratch);
+    CHECK(t, rc == 0, "probe: engine_create failed: %d", rc);
+    rc = engine_restore_item(t->scratch, ENGINE_ITEM_META, 0, s->meta, s->meta_len);
+    CHECK(t, rc == ENGINE_EREPLAY,
+          "META of prefix 0x%04x into an engine of prefix 0x%04x: %d,"
+          " want EREPLAY",
+          t->p->cfg.id_prefix, cfg.id_prefix, rc);
+    scratch_drop(t);
+
+    /* The same, the other way round: META ends with the u16 prefix. */
+    rc = engine_create(&t->p->cfg, &t->scratch);
+    CHECK(t, rc == 0, "probe: engine_create failed: %d", rc);
+    CHECK(t, s->meta_len >= 2, "META of %u bytes", s->meta_len);
+    uint8_t meta[64];
+    CHECK(t, s->meta_len <= sizeof meta, "META of %u bytes", s->meta_len);
+    memcpy(meta, s->meta, s->meta_len);
+    meta[s->meta_len - 2] ^= 0x80;
+    rc = engine_restore_item(t->scratch, ENGINE_ITEM_META, 0, meta, s->meta_len);
+    CHECK(t, rc == ENGINE_EREPLAY, "META with prefix bits flipped: %d, want EREPLAY", rc);
+    scratch_drop(t);
+}
+
+/* Restores with a copy of `ent` patched at `at`: finishing must refuse. */
+static void expect_patch_refused(harness *t, engine_item_kind kind, const store_ent *ent, size_t at,
+                                 const void *bytes, size_t n, const char *what)
+{
+    CHECK(t, at + n <= ent->len, "%s: %s 0x%" PRIx64 " has %u bytes", what, kind_name(kind),
+          ent->key, ent->len);
+    t->tweak_val = xrealloc(NULL, ent->len);
+    memcpy(t->tweak_val, ent->val, ent->len);
+    memcpy(t->tweak_val + at, bytes, n);
+    tweak tw = {.kind = kind, .key = ent->key, .val = t->tweak_val, .len = ent->len};
+    expect_refused(t, &tw, what);
+    free(t->tweak_val);
+    t->tweak_val = NULL;
+}
+
+/*
+ * Damage only a cross-item check can see (a seat owned twice, a hold amount
+ * that disagrees with the prices, an idempotency key used twice): restore
+ * must refuse it with ENGINE_EREPLAY rather than abort in engine_check().
+ * Offsets: BOOKING u8 1 | u64 showtime | u64 user | u64 hold | i64 confirmed |
+ * i64 cancelled | u64 amount | u64 refund | u8 payment | u8 status | u8 n |
+ * u32 seats[n] | u8 key_len | key; HOLD u8 1 | u64 showtime | u64 user |
+ * i64 created | i64 expires | u64 amount | ...
+ */
+static void cross_item_probes(harness *t)
+{
+    enum { B_USER = 9, B_STATUS = 58, B_N = 59, B_SEATS = 60, H_AMOUNT = 33 };
+    const store_map *mb = &t->st_e.map[MAP_BOOKINGS], *mh = &t->st_e.map[MAP_HOLDS];
+    for (size_t i = 0; i < mb->n; i++) {
+        const store_ent *b = &mb->e[i];
+        if (b->len > B_SEATS + 8 && b->val[B_STATUS] == ENGINE_BOOKING_STATUS_CONFIRMED &&
+            b->val[B_N] >= 2) {
+            expect_patch_refused(t, ENGINE_ITEM_BOOKING, b, B_SEATS + 4, b->val + B_SEATS, 4,
+                                 "a confirmed booking naming a seat twice");
+            break;
+        }
+    }
+    if (mh->n > 0) {
+        const store_ent *h = &mh->e[rng_below(&t->sr, mh->n)];
+        CHECK(t, h->len > H_AMOUNT + 8, "HOLD 0x%" PRIx64 " has %u bytes", h->key, h->len);
+        uint8_t amount = h->val[H_AMOUNT] ^ 1;
+        expect_patch_refused(t, ENGINE_ITEM_HOLD, h, H_AMOUNT, &amount, 1,
+                             "a hold whose amount is not its seats' prices");
+    }
+    /* Two bookings of one user with one idempotency key. */
+    for (size_t j = 0; j < mb->n; j++) {
+        const store_ent *b = &mb->e[j];
+        size_t klen_at = B_SEATS + 4 * (size_t)b->val[B_N];
+        if (b->len <= klen_at + 1)
+            continue;
+        for (size_t i = 0; i < j; i++) {
+            const store_ent *a = &mb->e[i];
+            size_t a_at = B_SEATS + 4 * (size_t)a->val[B_N];
+            if (memcmp(a->val + B_USER, b->val + B_USER, 8) != 0 || a->len <= a_at + 1 ||
+                a->val[a_at] != b->val[klen_at])
+                continue;
+            expect_patch_refused(t, ENGINE_ITEM_BOOKING, b, klen_at + 1, a->val + a_at + 1,
+                                 a->val[a_at], "two bookings of a user with one idempotency key");
+            return;
+        }
+    }
+}
+
+/* Damaged stores: a restore must refuse them (not crash, not accept). */
+static void negative_checks(harness *t)
+{
+    t->phase = "restore refusals";
+    t->negatives++;
+    const store_map *mb = &t->st_e.map[MAP_BOOKINGS], *mh = &t->st_e.map[MAP_HOLDS];
+    if (mb->n > 0) {
+        /* Any booking, and the newest (only META's count says it exists). */
+        tweak tw = {.kind = ENGINE_ITEM_BOOKING, .key = mb->e[rng_below(&t->sr, mb->n)].key};
+        expect_refused(t, &tw, "a booking left out");
+        tw.key = mb->e[mb->n - 1].key;
+        expect_refused(t, &tw, "the newest booking left out");
+    }
+    if (mh->n > 0) {
+        tweak tw = {.kind = ENGINE_ITEM_HOLD, .key = mh->e[rng_below(&t->sr, mh->n)].key};
+        expect_refused(t, &tw, "a hold left out");
+    }
+    expect_flip_refused(t, ENGINE_SEAT_FREE, true, "a sold seat no booking owns");
+    expect_flip_refused(t, ENGINE_SEAT_SOLD, true, "a booked seat not sold");
+    expect_flip_refused(t, ENGINE_SEAT_FREE, false, "a held seat no hold has");
+    truncation_probes(t);
+    prefix_probes(t);
+    cross_item_probes(t);
+
+    /* Not a refusal: larger pools and other policy settings are fine. */
+    t->phase = "restore into larger pools";
+    engine_config cfg = t->p->cfg;
+    cfg.holds_max *= 2;
+    cfg.bookings_max *= 2;
+    cfg.showtimes_max *= 2;
+    cfg.layouts_max *= 2;
+    cfg.hold_ttl_ms /= 2;
+    cfg.max_seats_per_hold = 1;
+    cfg.refund_tier_count = 0;
+    int rc = store_restore_cfg(t, &cfg, &t->st_e, NULL);
+    CHECK(t, rc == 0, "restore into larger pools: finish returned %d (%s)", rc,
+          engine_strerror(rc));
+    CHECK(t, engine_digest(t->scratch) == engine_digest(t->e),
+          "restored into larger pools: digest 0x%016" PRIx64 ", engine 0x%016" PRIx64,
+          engine_digest(t->scratch), engine_digest(t->e));
+    scratch_drop(t);
+}
+
+/* Every snap_every ops, and at the end (`last`): see the top of this section. */
+static void snapshot_checkpoint(harness *t, bool last)
+{
+    const params *p = t->p;
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    t->phase = "snapshot";
+    bool full = t->snaps == 0 || rng_pm(&t->sr, 100);
+    snapshot_into(t, t->e, full, &t->st_e, "engine");
+    t->snaps++;
+    t->snaps_full += full;
+    expect_store_keys(t, &t->st_e);
+    if (store_items(&t->st_e) > t->store_items_max)
+        t->store_items_max = store_items(&t->st_e);
+    t->snap_secs += elapsed_s(&t0);
+    if (!last && t->op % p->restore_every != 0) {
+        t->phase = NULL;
+        return;
+    }
+
+    /* The follower snapshots at restores only (any cadence must do). */
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    t->phase = "follower snapshot";
+    snapshot_into(t, t->f, t->restores == 0 || rng_pm(&t->sr, 100), &t->st_f, "follower");
+    t->phase = "store compare";
+    expect_stores_equal(t, &t->st_e, &t->st_f, "the follower's");
+    if (t->tail != NULL) {
+        t->phase = "snapshot + tail";
+        tail_check(t);
+    }
+    t->phase = "restore";
+    int rc = store_restore(t, &t->st_e, NULL);
+    CHECK(t, rc == 0, "engine_restore_finish returned %d (%s)", rc, engine_strerror(rc));
+    CHECK(t, engine_digest(t->scratch) == engine_digest(t->e),
+          "restored (%zu items): digest 0x%016" PRIx64 ", engine 0x%016" PRIx64,
+          store_items(&t->st_e), engine_digest(t->scratch), engine_digest(t->e));
+    expect_restored(t, t->scratch);
+    t->restores++;
+    engine *r = t->scratch;
+    t->scratch = NULL;
+    if (t->restores % p->swap_every == 0) {
+        /* The run goes on on the restored engine. */
+        engine_destroy(t->e);
+        t->e = r;
+        t->swaps++;
+    } else {
+        t->tail = r;
+        t->tail_from = t->log_len;
+        t->tail_count = t->log_count;
+        store_copy(&t->st_t, &t->st_e);
+    }
+    if (last || (t->restores - 1) % p->negative_every == 0)
+        negative_checks(t);
+    t->restore_secs += elapsed_s(&t0);
+    t->phase = NULL;
+}
+
 /* Creates a layout and deletes it again at once (if it was created), so
  * that no other refusal can mix with its verdict. */
 static void create_and_delete(harness *t, uint64_t id, const engine_layout_spec *spec)
@@ -2089,7 +2896,13 @@ static void report(harness *t, double secs)
             t->p->name, t->op, t->log_count, secs, t->max_live, t->expired_total, t->idem_replays);
     for (uint32_t i = 0; i <= t->p->cfg.refund_tier_count; i++)
         fprintf(stderr, " %" PRIu64, t->tier_hits[i]);
-    fprintf(stderr, "\n");
+    fprintf(stderr,
+            "\n  snapshots: %zu of the engine (%zu full), %zu items in all, %.1f MB, %.1f s;"
+            " at most %zu items stored\n  restores: %zu (%zu swapped in for the engine),"
+            " %zu snapshot + tail checks over %zu records, %zu rounds of refusals, %.1f s\n",
+            t->snaps, t->snaps_full, t->snap_items, (double)t->snap_bytes / 1e6, t->snap_secs,
+            t->store_items_max, t->restores, t->swaps, t->tails, t->tail_records, t->negatives,
+            t->restore_secs);
     for (int k = 0; k < OP_KINDS; k++) {
         fprintf(stderr, "  %-16s", op_names[k]);
         for (int r = 0; r < ENGINE_RESULT_COUNT_; r++)
@@ -2110,8 +2923,20 @@ static void harness_free(void)
     current = NULL;
     if (!t)
         return;
+    if (t->parked != NULL) {
+        t->e = t->parked; /* t->e was a restored engine: t->scratch */
+        t->parked = NULL;
+    }
     engine_destroy(t->e);
     engine_destroy(t->f);
+    engine_destroy(t->tail);
+    if (t->scratch != t->e)
+        engine_destroy(t->scratch);
+    engine_snapshot_free(t->snap);
+    free(t->tweak_val);
+    store_free(&t->st_e);
+    store_free(&t->st_f);
+    store_free(&t->st_t);
     model_destroy(t->m);
     free(t->log);
     free(t->st);
@@ -2133,6 +2958,7 @@ static void run(const params *p)
     t->seed = seed ^ p->seed_tweak;
     t->trace = getenv("USHER_MODEL_TRACE") != NULL;
     rng_seed(&t->r, t->seed);
+    rng_seed(&t->sr, t->seed ^ UINT64_C(0x536e617073686f74));
     t->next_st_id = FIRST_SHOWTIME;
     t->a.defect = -1;
     t->seatbuf_cap = 16;
@@ -2234,10 +3060,13 @@ static void run(const params *p)
             full_compare(t, false);
         if (t->op == p->ops / 2)
             replay_check(t, "midpoint");
+        if (t->op % p->snap_every == 0)
+            snapshot_checkpoint(t, false);
     }
     t->op = p->ops;
     full_compare(t, true);
     replay_check(t, "final");
+    snapshot_checkpoint(t, true);
     double secs = elapsed_s(&t0);
     report(t, secs);
     if (p->check_coverage && p->ops >= 200000)
@@ -2262,6 +3091,10 @@ Test(engine_model, random_ops, .fini = harness_free)
         .live_half = 60,
         .check_coverage = true,
         .seed_tweak = 0,
+        .snap_every = 1000,
+        .restore_every = 20000,
+        .swap_every = 3,
+        .negative_every = 25,
     };
     engine_config_default(&p.cfg);
     p.cfg.hold_ttl_ms = 300000;
@@ -2301,6 +3134,10 @@ Test(engine_model, small_pools, .fini = harness_free)
         .live_half = 3,
         .check_coverage = false,
         .seed_tweak = UINT64_C(0x5eed5eed5eed5eed),
+        .snap_every = 100,
+        .restore_every = 500,
+        .swap_every = 5,
+        .negative_every = 20,
     };
     engine_config_default(&p.cfg);
     p.cfg.hold_ttl_ms = 60000;
