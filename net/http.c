@@ -1,0 +1,680 @@
+/*
+ * http.c - HTTP/1.1 connections: parsing (llhttp, strict), limits, timeouts,
+ * pipelining with responses in request order.
+ *
+ * Bounds and what happens at them:
+ *   request line + headers > header_bytes_max   431, connection closed
+ *   URL > NET_URL_MAX                            414, connection closed
+ *   body > body_bytes_max (declared or sent)     413, connection closed
+ *   malformed request, CL + TE, bad chunking     400, connection closed
+ *   request not complete within request_timeout  408, connection closed
+ *   keep-alive idle > idle_timeout               closed silently
+ *   pipeline_max requests waiting for responses  parsing pauses, reading stops,
+ *                                                both resume as responses leave
+ *   connections_max open connections             503 + Retry-After, closed
+ */
+#include "net_internal.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct conn_write {
+    uv_write_t req;
+    char *buf;
+    bool close_after;
+} conn_write;
+
+static void conn_close(net_conn *c);
+static void conn_flush(net_conn *c);
+static void conn_resume(net_conn *c);
+
+static const char *status_text(int status)
+{
+    switch (status) {
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 204:
+        return "No Content";
+    case 304:
+        return "Not Modified";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 410:
+        return "Gone";
+    case 413:
+        return "Content Too Large";
+    case 414:
+        return "URI Too Long";
+    case 415:
+        return "Unsupported Media Type";
+    case 422:
+        return "Unprocessable Content";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Unknown";
+    }
+}
+
+void net__respond(net_request *req, int status, const char *content_type, const char *extra_headers,
+                  const char *body, size_t body_len)
+{
+    NET_ASSERT(!req->done && req->resp == NULL);
+    if (!req->keep_alive)
+        req->close_after = true;
+    const char *extra = extra_headers != NULL ? extra_headers : "";
+    size_t cap = 256 + strlen(content_type) + strlen(extra) + body_len;
+    req->resp = malloc(cap);
+    NET_ASSERT(req->resp != NULL);
+    int n = snprintf(req->resp, cap,
+                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n",
+                     status, status_text(status), content_type, body_len,
+                     req->close_after ? "Connection: close\r\n" : "", extra);
+    NET_ASSERT(n > 0 && (size_t)n + body_len <= cap);
+    if (body_len > 0)
+        memcpy(req->resp + n, body, body_len);
+    req->resp_len = (size_t)n + body_len;
+    req->status = status;
+}
+
+/* Appends `s` to a JSON string literal being built (escapes quotes,
+ * backslashes and control bytes). */
+static size_t json_escape(char *out, size_t cap, const char *s)
+{
+    size_t o = 0;
+    for (; *s != '\0' && o + 7 < cap; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)ch;
+        } else if (ch < 0x20) {
+            o += (size_t)snprintf(out + o, cap - o, "\\u%04x", ch);
+        } else {
+            out[o++] = (char)ch;
+        }
+    }
+    out[o] = '\0';
+    return o;
+}
+
+void net__respond_problem(net_request *req, int status, const char *type, const char *title,
+                          const char *detail, const char *field, const char *extra_headers)
+{
+    char d[1024], f[128], body[1600];
+    json_escape(d, sizeof(d), detail);
+    int n = snprintf(body, sizeof(body),
+                     "{\"type\":\"https://usher.dev/problems/%s\",\"title\":\"%s\",\"status\":%d,"
+                     "\"detail\":\"%s\"",
+                     type, title, status, d);
+    if (field != NULL) {
+        json_escape(f, sizeof(f), field);
+        n += snprintf(body + n, sizeof(body) - (size_t)n, ",\"field\":\"%s\"", f);
+    }
+    n += snprintf(body + n, sizeof(body) - (size_t)n, "}");
+    net__respond(req, status, "application/problem+json", extra_headers, body, (size_t)n);
+}
+
+/* ---- Requests ------------------------------------------------------------- */
+
+static net_request *request_new(net_conn *c)
+{
+    net_request *r = calloc(1, sizeof(*r));
+    NET_ASSERT(r != NULL);
+    r->conn = c;
+    r->seq = c->next_seq++;
+    r->start_ns = uv_hrtime();
+    r->keep_alive = true;
+    r->route = "other";
+    return r;
+}
+
+static void request_free(net_request *r)
+{
+    if (r == NULL)
+        return;
+    free(r->body);
+    free(r->resp);
+    free(r);
+}
+
+static void record_metrics(net_request *r)
+{
+    net_metrics *m = &r->conn->shard->m;
+    uint64_t ns = uv_hrtime() - r->start_ns;
+    atomic_fetch_add(&m->requests, 1);
+    atomic_fetch_add(&m->latency_sum_ns, ns);
+    uint64_t us = ns / 1000;
+    int b = 0;
+    while (b < 15 && us >= ((uint64_t)16 << b))
+        b++;
+    atomic_fetch_add(&m->latency_hist[b], 1);
+    int cls = r->status / 100;
+    if (cls >= 1 && cls <= 5)
+        atomic_fetch_add(&m->status_class[cls], 1);
+}
+
+void net__request_finish(net_request *req)
+{
+    NET_ASSERT(req->resp != NULL && !req->done);
+    req->done = true;
+    record_metrics(req);
+    conn_flush(req->conn);
+}
+
+/* ---- Writing ---------------------------------------------------------------- */
+
+static void on_write(uv_write_t *w, int status)
+{
+    conn_write *cw = (conn_write *)w;
+    net_conn *c = w->data;
+    c->writes_pending--;
+    free(cw->buf);
+    bool close_after = cw->close_after;
+    free(cw);
+    if (status < 0 || close_after) {
+        conn_close(c);
+        return;
+    }
+    conn_resume(c);
+}
+
+/* Sends every finished response at the head of the queue, in order. */
+static void conn_flush(net_conn *c)
+{
+    while (c->qlen > 0 && !c->closing) {
+        net_request *r = c->queue[c->qhead % NET_PIPELINE_HARD_MAX];
+        if (!r->done)
+            break;
+        c->qhead++;
+        c->qlen--;
+        conn_write *cw = calloc(1, sizeof(*cw));
+        NET_ASSERT(cw != NULL);
+        cw->buf = r->resp;
+        cw->close_after = r->close_after;
+        r->resp = NULL;
+        uv_buf_t buf = uv_buf_init(cw->buf, (unsigned)r->resp_len);
+        cw->req.data = c;
+        bool stop = r->close_after;
+        request_free(r);
+        c->writes_pending++;
+        if (uv_write(&cw->req, (uv_stream_t *)&c->tcp, &buf, 1, on_write) != 0) {
+            c->writes_pending--;
+            free(cw->buf);
+            free(cw);
+            conn_close(c);
+            return;
+        }
+        if (stop) {
+            /* Nothing after a closing response is answered. */
+            uv_read_stop((uv_stream_t *)&c->tcp);
+            c->reading = false;
+            return;
+        }
+    }
+}
+
+/* ---- Parsing --------------------------------------------------------------------- */
+
+static net_conn *conn_of(llhttp_t *p)
+{
+    return p->data;
+}
+
+static void timer_arm(net_conn *c, uint64_t ms);
+
+static int on_message_begin(llhttp_t *p)
+{
+    net_conn *c = conn_of(p);
+    NET_ASSERT(c->cur == NULL);
+    c->cur = request_new(c);
+    c->header_bytes = 0;
+    c->in_headers = true;
+    c->hdr_field_len = 0;
+    timer_arm(c, c->shard->server->cfg.request_timeout_ms);
+    return 0;
+}
+
+/* Sets the status the error response will carry, then fails the parse. */
+static int parse_refuse(net_conn *c, int status)
+{
+    if (c->cur != NULL && c->cur->status == 0)
+        c->cur->status = status;
+    return HPE_USER;
+}
+
+static int count_header_bytes(net_conn *c, size_t n)
+{
+    c->header_bytes += n;
+    if (c->header_bytes > c->shard->server->cfg.header_bytes_max)
+        return parse_refuse(c, 431);
+    return 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t n)
+{
+    net_conn *c = conn_of(p);
+    net_request *r = c->cur;
+    if (r->url_len + n >= NET_URL_MAX)
+        return parse_refuse(c, 414);
+    memcpy(r->url + r->url_len, at, n);
+    r->url_len += n;
+    r->url[r->url_len] = '\0';
+    return count_header_bytes(c, n);
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t n)
+{
+    net_conn *c = conn_of(p);
+    for (size_t i = 0; i < n && c->hdr_field_len + 1 < sizeof(c->hdr_field); i++)
+        c->hdr_field[c->hdr_field_len++] = (char)tolower((unsigned char)at[i]);
+    c->hdr_field[c->hdr_field_len] = '\0';
+    return count_header_bytes(c, n);
+}
+
+/* Chooses where the value of the header just named goes (or nowhere). */
+static int on_header_field_complete(llhttp_t *p)
+{
+    net_conn *c = conn_of(p);
+    net_request *r = c->cur;
+    static const struct {
+        const char *name;
+        size_t off, cap;
+    } wanted[] = {
+        {"authorization", offsetof(net_request, authorization), sizeof(r->authorization)},
+        {"idempotency-key", offsetof(net_request, idempotency_key), sizeof(r->idempotency_key)},
+        {"if-none-match", offsetof(net_request, if_none_match), sizeof(r->if_none_match)},
+        {"content-type", offsetof(net_request, content_type), sizeof(r->content_type)},
+    };
+    c->hdr_value_dst = NULL;
+    for (size_t i = 0; i < sizeof(wanted) / sizeof(wanted[0]); i++) {
+        if (strcmp(c->hdr_field, wanted[i].name) == 0) {
+            c->hdr_value_dst = (char *)r + wanted[i].off;
+            c->hdr_value_cap = wanted[i].cap;
+            c->hdr_value_dst[0] = '\0';
+        }
+    }
+    c->hdr_value_len = 0;
+    return 0;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t n)
+{
+    net_conn *c = conn_of(p);
+    if (c->hdr_value_dst != NULL) {
+        if (c->hdr_value_len + n >= c->hdr_value_cap)
+            return parse_refuse(c, 431); /* one header we use is longer than we keep */
+        memcpy(c->hdr_value_dst + c->hdr_value_len, at, n);
+        c->hdr_value_len += n;
+        c->hdr_value_dst[c->hdr_value_len] = '\0';
+    }
+    return count_header_bytes(c, n);
+}
+
+static int on_header_value_complete(llhttp_t *p)
+{
+    net_conn *c = conn_of(p);
+    c->hdr_field_len = 0;
+    c->hdr_value_dst = NULL;
+    return 0;
+}
+
+static int on_headers_complete(llhttp_t *p)
+{
+    net_conn *c = conn_of(p);
+    net_request *r = c->cur;
+    c->in_headers = false;
+    r->method = (llhttp_method_t)p->method;
+    r->keep_alive = llhttp_should_keep_alive(p) != 0;
+    /* A declared body that will not fit is refused before it is sent. */
+    if ((p->flags & F_CONTENT_LENGTH) && p->content_length > c->shard->server->cfg.body_bytes_max)
+        return parse_refuse(c, 413);
+    return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t n)
+{
+    net_conn *c = conn_of(p);
+    net_request *r = c->cur;
+    if (r->body_len + n > c->shard->server->cfg.body_bytes_max)
+        return parse_refuse(c, 413);
+    if (r->body_len + n + 1 > r->body_cap) {
+        size_t cap = r->body_cap ? r->body_cap : 1024;
+        while (cap < r->body_len + n + 1)
+            cap *= 2;
+        char *b = realloc(r->body, cap);
+        NET_ASSERT(b != NULL);
+        r->body = b;
+        r->body_cap = cap;
+    }
+    memcpy(r->body + r->body_len, at, n);
+    r->body_len += n;
+    r->body[r->body_len] = '\0';
+    return 0;
+}
+
+static int on_message_complete(llhttp_t *p)
+{
+    net_conn *c = conn_of(p);
+    net_request *r = c->cur;
+    c->cur = NULL;
+    NET_ASSERT(c->qlen < NET_PIPELINE_HARD_MAX);
+    c->queue[(c->qhead + c->qlen) % NET_PIPELINE_HARD_MAX] = r;
+    c->qlen++;
+    timer_arm(c, c->shard->server->cfg.idle_timeout_ms);
+    net__dispatch(r);
+    /* Stop parsing while this many answers are owed; conn_resume goes on. */
+    if (c->qlen >= c->shard->server->cfg.pipeline_max && !c->closing)
+        return HPE_PAUSED;
+    return 0;
+}
+
+static const llhttp_settings_t *settings(void)
+{
+    static llhttp_settings_t s;
+    static bool init;
+    if (!init) {
+        llhttp_settings_init(&s);
+        s.on_message_begin = on_message_begin;
+        s.on_url = on_url;
+        s.on_header_field = on_header_field;
+        s.on_header_field_complete = on_header_field_complete;
+        s.on_header_value = on_header_value;
+        s.on_header_value_complete = on_header_value_complete;
+        s.on_headers_complete = on_headers_complete;
+        s.on_body = on_body;
+        s.on_message_complete = on_message_complete;
+        init = true;
+    }
+    return &s;
+}
+
+/* A parse error: answer it (in order, after what is owed) and close. */
+static void conn_parse_error(net_conn *c, llhttp_errno_t err)
+{
+    net_request *r = c->cur != NULL ? c->cur : request_new(c);
+    c->cur = NULL;
+    int status = r->status != 0 ? r->status : 400;
+    r->status = 0;
+    r->keep_alive = false;
+    atomic_fetch_add(&c->shard->m.bad_requests, 1);
+    const char *reason = llhttp_get_error_reason(&c->parser);
+    if (status == 431)
+        net__respond_problem(r, 431, "headers-too-large", "Request header fields too large",
+                             "the request line and headers exceed the server's limit", NULL, NULL);
+    else if (status == 413)
+        net__respond_problem(r, 413, "body-too-large", "Content too large",
+                             "the request body exceeds the server's limit", NULL, NULL);
+    else if (status == 414)
+        net__respond_problem(r, 414, "uri-too-long", "URI too long",
+                             "the request target exceeds the server's limit", NULL, NULL);
+    else
+        net__respond_problem(r, 400, "malformed-request", "Malformed HTTP request",
+                             reason != NULL && err != HPE_USER ? reason : "invalid HTTP request",
+                             NULL, NULL);
+    r->route = "error";
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->reading = false;
+    if (c->qlen == NET_PIPELINE_HARD_MAX) {
+        request_free(r); /* nowhere to queue it; the owed answers still go */
+        return;
+    }
+    c->queue[(c->qhead + c->qlen) % NET_PIPELINE_HARD_MAX] = r;
+    c->qlen++;
+    net__request_finish(r);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    (void)h;
+    /* One buffer per shard thread: llhttp copies what a request keeps, so
+     * the bytes are dead once on_read returns. */
+    static _Thread_local char rbuf[64 * 1024];
+    *buf = uv_buf_init(rbuf, sizeof(rbuf));
+}
+
+/* Parses `len` bytes. If parsing pauses (too many answers owed), the
+ * unparsed rest is kept and reading stops until conn_resume. */
+static void conn_execute(net_conn *c, const char *data, size_t len)
+{
+    llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
+    if (err == HPE_OK)
+        return;
+    if (err != HPE_PAUSED) {
+        conn_parse_error(c, err);
+        return;
+    }
+    const char *at = llhttp_get_error_pos(&c->parser);
+    size_t used = at != NULL ? (size_t)(at - data) : len;
+    NET_ASSERT(used <= len && c->paused_data == NULL);
+    c->paused = true;
+    c->paused_len = len - used;
+    if (c->paused_len > 0) {
+        c->paused_data = malloc(c->paused_len);
+        NET_ASSERT(c->paused_data != NULL);
+        memcpy(c->paused_data, data + used, c->paused_len);
+    }
+    if (c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = false;
+    }
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    net_conn *c = s->data;
+    if (n < 0) {
+        /* EOF or error: answers already owed may still go out, then close. */
+        uv_read_stop(s);
+        c->reading = false;
+        c->eof = true;
+        if (c->qlen == 0 && c->writes_pending == 0 && !c->paused)
+            conn_close(c);
+        return;
+    }
+    if (n > 0)
+        conn_execute(c, buf->base, (size_t)n);
+}
+
+/* After answers left: resume a paused parse, re-arm the idle timer, read
+ * again; or close a connection whose peer is done and who is owed nothing. */
+static void conn_resume(net_conn *c)
+{
+    if (c->closing)
+        return;
+    if (c->paused && c->qlen < c->shard->server->cfg.pipeline_max) {
+        c->paused = false;
+        llhttp_resume(&c->parser);
+        char *data = c->paused_data;
+        size_t len = c->paused_len;
+        c->paused_data = NULL;
+        c->paused_len = 0;
+        if (len > 0)
+            conn_execute(c, data, len); /* may pause again */
+        free(data);
+        if (c->closing)
+            return;
+    }
+    bool owed = c->qlen > 0 || c->writes_pending > 0;
+    if (c->eof && !owed && !c->paused) {
+        conn_close(c); /* peer finished (or shutdown) and every answer left */
+        return;
+    }
+    if (!owed && c->cur == NULL)
+        timer_arm(c, c->shard->server->cfg.idle_timeout_ms); /* idle from the last answer */
+    if (!c->paused && !c->reading && !c->eof && !c->refusing) {
+        if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+            c->reading = true;
+    }
+}
+
+/* ---- Timers ------------------------------------------------------------------------ */
+
+static void on_timer(uv_timer_t *t)
+{
+    net_conn *c = t->data;
+    if (c->closing)
+        return;
+    atomic_fetch_add(&c->shard->m.timeouts, 1);
+    if (c->cur != NULL && c->qlen < NET_PIPELINE_HARD_MAX) {
+        /* A request started and did not finish in time (slow client). */
+        net_request *r = c->cur;
+        c->cur = NULL;
+        r->keep_alive = false;
+        r->route = "error";
+        net__respond_problem(r, 408, "request-timeout", "Request timeout",
+                             "the request did not arrive completely in time", NULL, NULL);
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = false;
+        c->queue[(c->qhead + c->qlen) % NET_PIPELINE_HARD_MAX] = r;
+        c->qlen++;
+        net__request_finish(r);
+        return;
+    }
+    if (c->qlen == 0)
+        conn_close(c); /* idle keep-alive connection */
+}
+
+static void timer_arm(net_conn *c, uint64_t ms)
+{
+    if (!c->closing)
+        uv_timer_start(&c->timer, on_timer, ms, 0);
+}
+
+/* ---- Lifecycle ----------------------------------------------------------------------- */
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    net_conn *c = h->data;
+    if (--c->handles_open > 0)
+        return;
+    net_shard *sh = c->shard;
+    while (c->qlen > 0) {
+        request_free(c->queue[c->qhead % NET_PIPELINE_HARD_MAX]);
+        c->qhead++;
+        c->qlen--;
+    }
+    request_free(c->cur);
+    free(c->paused_data);
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else if (sh->conns == c)
+        sh->conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    sh->nconns--;
+    atomic_fetch_sub(&sh->server->connections, 1);
+    free(c);
+}
+
+static void conn_close(net_conn *c)
+{
+    if (c->closing)
+        return;
+    c->closing = true;
+    c->reading = false;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    uv_timer_stop(&c->timer);
+    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+    uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+}
+
+static const char refuse_503[] =
+    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/problem+json\r\n"
+    "Retry-After: 1\r\nConnection: close\r\nContent-Length: 163\r\n\r\n"
+    "{\"type\":\"https://usher.dev/problems/too-many-connections\",\"title\":\"Too many "
+    "connections\",\"status\":503,\"detail\":\"the server is at its connection limit\"}";
+
+void net__conn_accept(net_shard *sh, uv_stream_t *listener)
+{
+    net_conn *c = calloc(1, sizeof(*c));
+    NET_ASSERT(c != NULL);
+    c->shard = sh;
+    uv_tcp_init(&sh->loop, &c->tcp);
+    uv_timer_init(&sh->loop, &c->timer);
+    c->tcp.data = c;
+    c->timer.data = c;
+    c->handles_open = 2;
+    c->next = sh->conns;
+    if (sh->conns != NULL)
+        sh->conns->prev = c;
+    sh->conns = c;
+    sh->nconns++;
+    atomic_fetch_add(&sh->server->connections, 1);
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+        conn_close(c);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    llhttp_init(&c->parser, HTTP_REQUEST, settings());
+    c->parser.data = c;
+    uint32_t open = atomic_load(&sh->server->connections);
+    if (open > sh->server->cfg.connections_max || sh->stopping) {
+        /* Refuse politely: a complete answer, then close. */
+        atomic_fetch_add(&sh->m.connections_refused, 1);
+        c->refusing = true;
+        conn_write *cw = calloc(1, sizeof(*cw));
+        NET_ASSERT(cw != NULL);
+        size_t len = sizeof(refuse_503) - 1;
+        cw->buf = malloc(len);
+        NET_ASSERT(cw->buf != NULL);
+        memcpy(cw->buf, refuse_503, len);
+        cw->close_after = true;
+        cw->req.data = c;
+        uv_buf_t buf = uv_buf_init(cw->buf, (unsigned)len);
+        c->writes_pending++;
+        if (uv_write(&cw->req, (uv_stream_t *)&c->tcp, &buf, 1, on_write) != 0) {
+            c->writes_pending--;
+            free(cw->buf);
+            free(cw);
+            conn_close(c);
+        }
+        return;
+    }
+    atomic_fetch_add(&sh->m.connections_accepted, 1);
+    timer_arm(c, sh->server->cfg.idle_timeout_ms);
+    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+        c->reading = true;
+    else
+        conn_close(c);
+}
+
+/* Shutdown: connections owed nothing close now; the others close once their
+ * answers have left. No new request is read. */
+void net__conn_close_all(net_shard *sh)
+{
+    for (net_conn *c = sh->conns, *next; c != NULL; c = next) {
+        next = c->next;
+        /* A half-received request cannot complete: reading stops now. */
+        if (c->qlen == 0 && c->writes_pending == 0) {
+            conn_close(c);
+        } else {
+            uv_read_stop((uv_stream_t *)&c->tcp);
+            c->reading = false;
+            c->eof = true;
+        }
+    }
+}

@@ -1,0 +1,73 @@
+/*
+ * net.h - usherd's server: shard threads, HTTP/1.1, durability wiring.
+ *
+ * N shard threads each run a libuv loop with their own SO_REUSEPORT listener
+ * on the same address, their own engine (recovered from the shard's
+ * snapshot and WAL at start), WAL writer and snapshot scheduler. A request is
+ * parsed on the shard that accepted its connection.
+ *
+ * Status of this module (issue #4, built in steps): HTTP/1.1 core (strict
+ * llhttp, keep-alive, pipelining with in-order responses, bounded headers,
+ * bodies, pipelines and connections, header and idle timeouts), shard
+ * recovery and clean shutdown (final snapshot, WAL sync), /livez, /readyz
+ * and /metrics. The booking API, auth and cross-shard forwarding are next.
+ */
+#ifndef USHER_NET_H
+#define USHER_NET_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "engine.h"
+
+enum {
+    NET_SHARDS_MAX = 64,
+    NET_EADDR = -32001,   /* --listen is not ADDR:PORT with a numeric address */
+    NET_ECONFIG = -32002, /* a configuration value is out of range */
+    NET_ERECOVER = -32003 /* a shard could not be recovered (see the log) */
+};
+
+/** Describes a net error (or -errno). Never NULL. */
+const char *net_strerror(int err);
+
+typedef struct net_config {
+    const char *listen;          /* "127.0.0.1:8080", "[::1]:0"; port 0 picks a free port */
+    const char *data_dir;        /* holds shard-N/{wal,snapshot} */
+    uint32_t shards;             /* 1..NET_SHARDS_MAX; 0 = number of CPUs (capped) */
+    uint32_t connections_max;    /* open connections across shards; past it: 503 and close */
+    uint32_t header_bytes_max;   /* request line + headers; past it: 431 and close */
+    uint32_t body_bytes_max;     /* request body; past it: 413 and close */
+    uint32_t pipeline_max;       /* requests queued on one connection before reading pauses */
+    uint32_t request_timeout_ms; /* a started request (headers and body) must arrive within this */
+    uint32_t idle_timeout_ms;    /* a keep-alive connection may idle this long */
+    uint32_t backlog;            /* listen(2) backlog per shard */
+    uint64_t wal_segment_bytes;  /* 0 = 64 MiB */
+    uint64_t snapshot_wal_bytes; /* 0 = 64 MiB */
+    uint64_t snapshot_interval_ms; /* 0 = 60 s */
+    engine_config engine;          /* per shard; id_prefix is set to the shard number */
+} net_config;
+
+/** Fills the defaults documented in `usherd --help`. */
+void net_config_default(net_config *c);
+
+typedef struct net_server net_server;
+
+/**
+ * Recovers every shard (in parallel), binds the listeners and starts the
+ * shard threads. On success *port is the bound port and the server is
+ * serving. Returns 0, NET_EADDR, NET_ECONFIG, NET_ERECOVER, or -errno
+ * (bind, listen, thread creation). Logs (logfmt on stderr) what it does.
+ */
+int net_server_start(const net_config *c, net_server **out, uint16_t *port);
+
+/**
+ * Asks the server to stop (any thread; async-signal-safe): listeners close,
+ * connections finish their in-flight requests, every shard takes a final
+ * snapshot and closes its WAL.
+ */
+void net_server_stop(net_server *s);
+
+/** Waits for every shard thread to finish, then frees the server. Returns 0 or the first error. */
+int net_server_wait(net_server *s);
+
+#endif /* USHER_NET_H */
