@@ -1,7 +1,7 @@
 # Thin wrapper over meson. Two build trees:
 #   build-asan/     debug + AddressSanitizer + UndefinedBehaviorSanitizer (make test)
 #   build-release/  optimized, asserts still on (make bench)
-.PHONY: all deps test bench run format clean
+.PHONY: all deps test-deps test bench run format clean
 
 ASAN_DIR    := build-asan
 RELEASE_DIR := build-release
@@ -12,6 +12,9 @@ all: deps $(RELEASE_DIR)/build.ninja
 deps:
 	@./tools/install-deps
 
+test-deps:
+	@./tools/install-deps --test
+
 $(ASAN_DIR)/build.ninja:
 	meson setup $(ASAN_DIR) --buildtype=debug -Db_sanitize=address,undefined \
 		-Db_lundef=false -Dc_args=-fno-sanitize-recover=all
@@ -19,7 +22,7 @@ $(ASAN_DIR)/build.ninja:
 $(RELEASE_DIR)/build.ninja:
 	meson setup $(RELEASE_DIR) --buildtype=release
 
-test: deps $(ASAN_DIR)/build.ninja
+test: test-deps $(ASAN_DIR)/build.ninja
 	meson compile -C $(ASAN_DIR)
 	meson test -C $(ASAN_DIR) --print-errorlogs --num-processes 2
 
