@@ -94,6 +94,8 @@ void net__respond(net_request *req, int status, const char *content_type, const 
                      status, status_text(status), content_type, body_len,
                      req->close_after ? "Connection: close\r\n" : "", extra);
     NET_ASSERT(n > 0 && (size_t)n + body_len <= cap);
+    if (req->method == HTTP_HEAD)
+        body_len = 0;
     if (body_len > 0)
         memcpy(req->resp + n, body, body_len);
     req->resp_len = (size_t)n + body_len;
@@ -186,6 +188,35 @@ void net__request_finish(net_request *req)
 
 /* ---- Writing ---------------------------------------------------------------- */
 
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_discard(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    (void)buf;
+    if (n < 0)
+        conn_close(s->data);
+}
+static void on_linger_end(uv_timer_t *t)
+{
+    conn_close(t->data);
+}
+static void on_shutdown(uv_shutdown_t *r, int status)
+{
+    (void)status;
+    free(r);
+}
+static void conn_linger(net_conn *c)
+{
+    uv_shutdown_t *r = malloc(sizeof(*r));
+    if (r == NULL || uv_shutdown(r, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+        free(r);
+        conn_close(c);
+        return;
+    }
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_discard);
+    uv_timer_start(&c->timer, on_linger_end, 2000, 0);
+}
+
 static void on_write(uv_write_t *w, int status)
 {
     conn_write *cw = (conn_write *)w;
@@ -194,8 +225,12 @@ static void on_write(uv_write_t *w, int status)
     free(cw->buf);
     bool close_after = cw->close_after;
     free(cw);
-    if (status < 0 || close_after) {
+    if (status < 0) {
         conn_close(c);
+        return;
+    }
+    if (close_after) {
+        conn_linger(c);
         return;
     }
     conn_resume(c);
@@ -299,6 +334,10 @@ static int on_header_field_complete(llhttp_t *p)
 {
     net_conn *c = conn_of(p);
     net_request *r = c->cur;
+    if (c->hdr_field_len == 0)
+        return HPE_USER;
+    if (count_header_bytes(c, 3) != 0)
+        return HPE_USER;
     static const struct {
         const char *name;
         size_t off, cap;
@@ -348,6 +387,7 @@ static int on_headers_complete(llhttp_t *p)
     c->in_headers = false;
     r->method = (llhttp_method_t)p->method;
     r->keep_alive = llhttp_should_keep_alive(p) != 0;
+    p->upgrade = 0;
     /* A declared body that will not fit is refused before it is sent. */
     if ((p->flags & F_CONTENT_LENGTH) && p->content_length > c->shard->server->cfg.body_bytes_max)
         return parse_refuse(c, 413);
@@ -386,7 +426,7 @@ static int on_message_complete(llhttp_t *p)
     timer_arm(c, c->shard->server->cfg.idle_timeout_ms);
     net__dispatch(r);
     /* Stop parsing while this many answers are owed; conn_resume goes on. */
-    if (c->qlen >= c->shard->server->cfg.pipeline_max && !c->closing)
+    if (c->qlen + c->writes_pending >= c->shard->server->cfg.pipeline_max && !c->closing)
         return HPE_PAUSED;
     return 0;
 }
@@ -414,6 +454,11 @@ static const llhttp_settings_t *settings(void)
 /* A parse error: answer it (in order, after what is owed) and close. */
 static void conn_parse_error(net_conn *c, llhttp_errno_t err)
 {
+    if (err == HPE_CLOSED_CONNECTION) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = false;
+        return;
+    }
     net_request *r = c->cur != NULL ? c->cur : request_new(c);
     c->cur = NULL;
     int status = r->status != 0 ? r->status : 400;
@@ -505,7 +550,7 @@ static void conn_resume(net_conn *c)
 {
     if (c->closing)
         return;
-    if (c->paused && c->qlen < c->shard->server->cfg.pipeline_max) {
+    if (c->paused && c->qlen + c->writes_pending < c->shard->server->cfg.pipeline_max) {
         c->paused = false;
         llhttp_resume(&c->parser);
         char *data = c->paused_data;
@@ -602,11 +647,27 @@ static void conn_close(net_conn *c)
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
 }
 
-static const char refuse_503[] =
-    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/problem+json\r\n"
-    "Retry-After: 1\r\nConnection: close\r\nContent-Length: 163\r\n\r\n"
-    "{\"type\":\"https://usher.dev/problems/too-many-connections\",\"title\":\"Too many "
-    "connections\",\"status\":503,\"detail\":\"the server is at its connection limit\"}";
+#define REFUSE_BODY                                                                       \
+    "{\"type\":\"https://usher.dev/problems/too-many-connections\",\"title\":\"Too many " \
+    "connections\",\"status\":503,\"detail\":\"the server is at its connection limit\"}"
+/* The length is computed, not typed: a wrong Content-Length hangs clients. */
+static const char refuse_body[] = REFUSE_BODY;
+static char refuse_503[512];
+
+static size_t refuse_response(void)
+{
+    static size_t len;
+    if (len == 0) {
+        int n = snprintf(refuse_503, sizeof(refuse_503),
+                         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: "
+                         "application/problem+json\r\nRetry-After: 1\r\nConnection: "
+                         "close\r\nContent-Length: %zu\r\n\r\n%s",
+                         sizeof(refuse_body) - 1, refuse_body);
+        NET_ASSERT(n > 0 && (size_t)n < sizeof(refuse_503));
+        len = (size_t)n;
+    }
+    return len;
+}
 
 void net__conn_accept(net_shard *sh, uv_stream_t *listener)
 {
@@ -638,7 +699,7 @@ void net__conn_accept(net_shard *sh, uv_stream_t *listener)
         c->refusing = true;
         conn_write *cw = calloc(1, sizeof(*cw));
         NET_ASSERT(cw != NULL);
-        size_t len = sizeof(refuse_503) - 1;
+        size_t len = refuse_response();
         cw->buf = malloc(len);
         NET_ASSERT(cw->buf != NULL);
         memcpy(cw->buf, refuse_503, len);
@@ -662,14 +723,14 @@ void net__conn_accept(net_shard *sh, uv_stream_t *listener)
         conn_close(c);
 }
 
-/* Shutdown: connections owed nothing close now; the others close once their
- * answers have left. No new request is read. */
-void net__conn_close_all(net_shard *sh)
+/* Shutdown: connections owed nothing close now; the others stop reading and
+ * close once their answers have left. With `force` (the drain deadline
+ * passed), every connection closes now, answers or not. */
+void net__conn_close_all(net_shard *sh, bool force)
 {
     for (net_conn *c = sh->conns, *next; c != NULL; c = next) {
         next = c->next;
-        /* A half-received request cannot complete: reading stops now. */
-        if (c->qlen == 0 && c->writes_pending == 0) {
+        if (force || c->qlen == 0) {
             conn_close(c);
         } else {
             uv_read_stop((uv_stream_t *)&c->tcp);

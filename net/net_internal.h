@@ -128,6 +128,7 @@ struct net_shard {
     _Atomic uint64_t durable_lsn, last_lsn, live_holds, snapshots, snapshot_lsn;
     bool stopping;
     int stop_phase; /* server.c: drain, final snapshot, WAL close */
+    uint64_t stop_started_ms;
     int exit_rc;
     net_metrics m;
 };
@@ -144,7 +145,7 @@ struct net_server {
 
 /* http.c */
 void net__conn_accept(net_shard *sh, uv_stream_t *listener);
-void net__conn_close_all(net_shard *sh);
+void net__conn_close_all(net_shard *sh, bool force);
 
 /* server.c: route a complete request (loop thread). */
 void net__dispatch(net_request *req);

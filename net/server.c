@@ -15,7 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define TICK_MS 100
+#define TICK_MS  100
+#define DRAIN_MS 5000
 
 _Noreturn void net__assert_fail(const char *expr, const char *file, int line)
 {
@@ -244,6 +245,10 @@ static void shard_stop_step(net_shard *sh)
     int phase = sh->stop_phase == 0 ? STOP_DRAIN : sh->stop_phase;
     if (phase == STOP_DRAIN) {
         sh->stop_phase = STOP_DRAIN;
+        /* Clients get DRAIN_MS to take their answers; a stalled reader must
+         * not hold back the final snapshot past a supervisor's kill. */
+        if (sh->nconns > 0 && uv_now(&sh->loop) - sh->stop_started_ms >= DRAIN_MS)
+            net__conn_close_all(sh, true);
         if (sh->nconns > 0)
             return;
         if (atomic_load(&sh->wal_error) == 0 &&
@@ -278,7 +283,8 @@ static void on_wake(uv_async_t *a)
     sh->stopping = true;
     atomic_store(&sh->ready, 0);
     uv_close((uv_handle_t *)&sh->listener, on_listener_closed);
-    net__conn_close_all(sh);
+    sh->stop_started_ms = uv_now(&sh->loop);
+    net__conn_close_all(sh, false);
     uv_timer_start(&sh->tick, on_tick, 0, TICK_MS);
 }
 
@@ -630,9 +636,10 @@ void net__dispatch(net_request *r)
         if (!path_is(r, gets[i].path))
             continue;
         r->route = gets[i].name;
-        if (r->method != HTTP_GET) {
+        if (r->method != HTTP_GET && r->method != HTTP_HEAD) {
             net__respond_problem(r, 405, "method-not-allowed", "Method not allowed",
-                                 "this resource supports GET only", NULL, "Allow: GET\r\n");
+                                 "this resource supports GET and HEAD only", NULL,
+                                 "Allow: GET, HEAD\r\n");
         } else {
             gets[i].fn(r);
         }

@@ -103,26 +103,21 @@ static void srv_cleanup(void)
     }
 }
 
-static char *slurp(const char *path)
+/* Reads a (log) file into a static buffer: nothing to free when an
+ * assertion ends the test. */
+static const char *slurp(const char *path)
 {
+    static char buf[1 << 20];
+    size_t len = 0;
     FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return strdup("");
-    size_t cap = 4096, len = 0;
-    char *b = malloc(cap);
-    cr_assert_not_null(b);
-    size_t n;
-    while ((n = fread(b + len, 1, cap - len - 1, f)) > 0) {
-        len += n;
-        if (cap - len < 2) {
-            cap *= 2;
-            b = realloc(b, cap);
-            cr_assert_not_null(b);
-        }
+    if (f != NULL) {
+        size_t n;
+        while (len < sizeof(buf) - 1 && (n = fread(buf + len, 1, sizeof(buf) - 1 - len, f)) > 0)
+            len += n;
+        fclose(f);
     }
-    fclose(f);
-    b[len] = '\0';
-    return b;
+    buf[len] = '\0';
+    return buf;
 }
 
 /* The last `n` bytes of s, for messages. */
@@ -206,9 +201,10 @@ static void srv_start_argv(const char *const *extra)
             break;
     }
     if (srv.port == 0) {
-        char *log = slurp(srv.errlog);
-        cr_fatal("usherd did not report its port within 20 s; stdout: '%.*s'; stderr: %s", (int)len,
-                 line, tail_of(log, 1500));
+        const char *log = slurp(srv.errlog);
+        cr_assert_fail("usherd did not report its port (it exited, or 20 s passed); stdout: "
+                       "'%.*s'; stderr: %s",
+                       (int)len, line, tail_of(log, 1500));
     }
 }
 
@@ -233,14 +229,14 @@ static void srv_stop_within(int within_ms)
         kill(srv.pid, SIGKILL);
         waitpid(srv.pid, NULL, 0);
         srv.pid = 0;
-        char *log = slurp(srv.errlog);
-        cr_fatal("usherd still running %d ms after SIGTERM (killed); stderr: %s", within_ms,
-                 tail_of(log, 1500));
+        const char *log = slurp(srv.errlog);
+        cr_assert_fail("usherd still running %d ms after SIGTERM (killed); stderr: %s", within_ms,
+                       tail_of(log, 1500));
     }
     srv.pid = 0;
     close(srv.out_fd);
     srv.out_fd = -1;
-    char *log = slurp(srv.errlog);
+    const char *log = slurp(srv.errlog);
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
               "usherd did not exit 0 after SIGTERM (status 0x%x, signal %d); stderr: %s", st,
               WIFSIGNALED(st) ? WTERMSIG(st) : 0, tail_of(log, 3000));
@@ -253,7 +249,6 @@ static void srv_stop_within(int within_ms)
     cr_assert_null(strstr(log, "Sanitizer"), "sanitizer report: %s", tail_of(log, 3000));
     cr_assert_null(strstr(log, "runtime error"), "UBSan report: %s", tail_of(log, 3000));
     cr_assert_null(strstr(log, "assertion failed"), "assertion: %s", tail_of(log, 3000));
-    free(log);
 }
 
 /* The end of every test: a clean stop, and nothing left on disk. */
@@ -305,17 +300,20 @@ static const char *rr_name(int rc)
     }
 }
 
+enum { CLIENT_BUF = 64 * 1024, BODY_MAX = 64 * 1024 };
+
+/* Fixed buffers only: an assertion that ends a test leaks nothing. */
 typedef struct client {
     int fd;
-    char *buf; /* received, not yet consumed */
-    size_t len, cap;
+    size_t len;
+    char buf[CLIENT_BUF]; /* received, not yet consumed */
 } client;
 
 typedef struct response {
     int status;
     char head[8192]; /* status line and headers, NUL-terminated */
-    char *body;      /* body_len bytes, NUL-terminated, owned */
     size_t body_len;
+    char body[BODY_MAX + 1]; /* body_len bytes, NUL-terminated */
 } response;
 
 /* Thread-safe (no Criterion asserts): returns a connected fd or -1. */
@@ -341,8 +339,6 @@ static void cli_init(client *c, int fd)
 {
     c->fd = fd;
     c->len = 0;
-    c->cap = 16384;
-    c->buf = malloc(c->cap);
 }
 
 static client cli_open_rcvbuf(int rcvbuf)
@@ -351,7 +347,6 @@ static client cli_open_rcvbuf(int rcvbuf)
     int fd = tcp_connect(srv.port, rcvbuf);
     cr_assert_geq(fd, 0, "connect to 127.0.0.1:%u: %s", srv.port, strerror(errno));
     cli_init(&c, fd);
-    cr_assert_not_null(c.buf);
     return c;
 }
 
@@ -365,8 +360,6 @@ static void cli_close(client *c)
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;
-    free(c->buf);
-    c->buf = NULL;
 }
 
 /* Sends everything or fails (false); thread-safe. */
@@ -403,14 +396,8 @@ static void cli_sends(client *c, const char *s)
 /* Receives more bytes: >0 appended, 0 EOF, RR_RESET, RR_TIMEOUT. */
 static int cli_fill(client *c, int timeout_ms)
 {
-    if (c->cap - c->len < 4096) {
-        size_t cap = c->cap * 2;
-        char *b = realloc(c->buf, cap);
-        if (b == NULL)
-            return RR_BAD;
-        c->buf = b;
-        c->cap = cap;
-    }
+    if (c->len + 1 >= sizeof(c->buf))
+        return RR_BAD; /* a response larger than any usherd sends */
     int64_t deadline = now_ms() + timeout_ms;
     for (;;) {
         int64_t left = deadline - now_ms();
@@ -420,7 +407,7 @@ static int cli_fill(client *c, int timeout_ms)
             continue;
         if (pr <= 0)
             return RR_TIMEOUT;
-        ssize_t n = recv(c->fd, c->buf + c->len, c->cap - c->len - 1, MSG_DONTWAIT);
+        ssize_t n = recv(c->fd, c->buf + c->len, sizeof(c->buf) - c->len - 1, MSG_DONTWAIT);
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
             continue;
         if (n < 0)
@@ -470,7 +457,7 @@ static int cli_read_response_opt(client *c, response *r, int timeout_ms, bool no
 {
     r->status = 0;
     r->head[0] = '\0';
-    r->body = NULL;
+    r->body[0] = '\0';
     r->body_len = 0;
     int64_t deadline = now_ms() + timeout_ms;
     size_t head_len = 0, need = 0;
@@ -491,7 +478,7 @@ static int cli_read_response_opt(client *c, response *r, int timeout_ms, bool no
                     return RR_BAD;
                 char *end;
                 unsigned long long n = strtoull(cl, &end, 10);
-                if (*end != '\0' || n > (64u << 20))
+                if (*end != '\0' || n > BODY_MAX)
                     return RR_BAD;
                 r->body_len = no_body ? 0 : (size_t)n;
                 need = head_len + r->body_len;
@@ -500,9 +487,6 @@ static int cli_read_response_opt(client *c, response *r, int timeout_ms, bool no
             }
         }
         if (head_len > 0 && c->len >= need) {
-            r->body = malloc(r->body_len + 1);
-            if (r->body == NULL)
-                return RR_BAD;
             memcpy(r->body, c->buf + head_len, r->body_len);
             r->body[r->body_len] = '\0';
             memmove(c->buf, c->buf + need, c->len - need);
@@ -525,12 +509,6 @@ static int cli_read_response(client *c, response *r, int timeout_ms)
     return cli_read_response_opt(c, r, timeout_ms, false);
 }
 
-static void resp_free(response *r)
-{
-    free(r->body);
-    r->body = NULL;
-}
-
 /* After the last response: RR_EOF if the server closed (recv returned 0),
  * RR_RESET, RR_TIMEOUT if the connection stayed open, RR_DATA if more bytes
  * came (the unexpected bytes stay in c->buf). */
@@ -544,7 +522,7 @@ static int cli_wait_close(client *c, int timeout_ms)
     return got == 0 ? RR_EOF : got;
 }
 
-/* Asserts a response arrives; returns it (free with resp_free). */
+/* Asserts a response arrives. */
 static response expect_response(client *c, int timeout_ms, const char *what)
 {
     response r;
@@ -618,7 +596,6 @@ static void expect_refused(const char *req, size_t len, int status, const char *
     assert_problem(&r, status, slug);
     assert_closing(&r);
     expect_closed(&c, 3000, what);
-    resp_free(&r);
     cli_close(&c);
 }
 
@@ -634,10 +611,8 @@ Test(http, livez)
     cr_assert(header_get(r.head, "Content-Type", ct, sizeof(ct)));
     cr_assert_str_eq(ct, "application/json");
     cr_assert_str_eq(r.body, "{\"status\":\"ok\"}");
-    resp_free(&r);
     r = get(&c, "/livez?probe=1"); /* a query string is the same resource */
     cr_assert_eq(r.status, 200, "%s", r.head);
-    resp_free(&r);
     cli_close(&c);
     srv_done();
 }
@@ -655,7 +630,6 @@ Test(http, readyz)
     cr_assert_eq(count_of(r.body, "\"shard\":"), 2, "two shards expected: %s", r.body);
     cr_assert_not_null(strstr(r.body, "\"shard\":0,\"ready\":true"), "%s", r.body);
     cr_assert_not_null(strstr(r.body, "\"shard\":1,\"ready\":true"), "%s", r.body);
-    resp_free(&r);
     cli_close(&c);
     srv_done();
 }
@@ -665,7 +639,6 @@ Test(http, metrics)
     srv_start("--max-connections", "8");
     client c = cli_open();
     response r = get(&c, "/nope"); /* something to count */
-    resp_free(&r);
     r = get(&c, "/metrics");
     cr_assert_eq(r.status, 200, "%s", r.head);
     char ct[128] = "";
@@ -680,7 +653,6 @@ Test(http, metrics)
     cr_assert_not_null(strstr(r.body, "# TYPE usher_http_requests_total counter"), "%s", r.body);
     cr_assert_not_null(strstr(r.body, "code=\"4xx\"} 1\n"), "the 404 is counted: %s", r.body);
     cr_assert_eq(r.body[r.body_len - 1], '\n', "text format ends with a newline");
-    resp_free(&r);
     cli_close(&c);
     srv_done();
 }
@@ -694,12 +666,10 @@ Test(http, unknown_path_is_404_problem_json)
         response r = get(&c, paths[i]);
         assert_problem(&r, 404, "not-found");
         cr_assert(!has_header(&r, "Connection"), "a 404 keeps the connection: %s", r.head);
-        resp_free(&r);
     }
     /* Still open and usable. */
     response r = get(&c, "/livez");
     cr_assert_eq(r.status, 200);
-    resp_free(&r);
     cli_close(&c);
     srv_done();
 }
@@ -721,8 +691,7 @@ Test(http, wrong_method_is_405_with_allow)
         assert_problem(&r, 405, "method-not-allowed");
         char allow[64] = "";
         cr_assert(header_get(r.head, "Allow", allow, sizeof(allow)), "no Allow: %s", r.head);
-        cr_assert_str_eq(allow, "GET");
-        resp_free(&r);
+        cr_assert_str_eq(allow, "GET, HEAD"); /* HEAD is supported wherever GET is (RFC 9110) */
     }
     cli_close(&c);
     srv_done();
@@ -739,15 +708,13 @@ Test(http, head_response_has_no_body)
     response r;
     int rc = cli_read_response_opt(&c, &r, 5000, true);
     cr_assert_eq(rc, RR_OK, "HEAD: %s", rr_name(rc));
-    cr_assert(r.status == 200 || r.status == 405, "HEAD /livez: %d", r.status);
-    resp_free(&r);
+    cr_assert_eq(r.status, 200, "HEAD /livez: %d", r.status);
     rc = cli_read_response(&c, &r, 5000);
     cr_assert(rc == RR_OK && r.status == 200,
               "the response after a HEAD response must start right after its head; found "
               "'%.60s' (the HEAD response carried a body)",
               rc == RR_BAD ? c.buf : r.head);
     cr_assert_str_eq(r.body, "{\"status\":\"ok\"}");
-    resp_free(&r);
     cli_close(&c);
     srv_done();
 }
@@ -764,7 +731,6 @@ Test(http, keep_alive_100_requests)
         int want = i % 3 == 2 ? 404 : 200;
         cr_assert_eq(r.status, want, "request %d (%s): %d", i, path, r.status);
         cr_assert(!has_header(&r, "Connection"), "request %d: %s", i, r.head);
-        resp_free(&r);
     }
     cr_assert_eq(cli_wait_close(&c, 100), RR_TIMEOUT, "the connection stays open");
     cli_close(&c);
@@ -781,7 +747,6 @@ Test(http, http10_without_keep_alive_closes)
     cr_assert_str_eq(r.body, "{\"status\":\"ok\"}");
     assert_closing(&r);
     expect_closed(&c, 3000, "HTTP/1.0 without keep-alive");
-    resp_free(&r);
     cli_close(&c);
 
     /* HTTP/1.0 asking for keep-alive keeps the connection. */
@@ -790,7 +755,6 @@ Test(http, http10_without_keep_alive_closes)
         cli_sends(&c, "GET /livez HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
         r = expect_response(&c, 5000, "HTTP/1.0 keep-alive");
         cr_assert_eq(r.status, 200);
-        resp_free(&r);
     }
     cli_close(&c);
     srv_done();
@@ -801,13 +765,11 @@ Test(http, connection_close_closes)
     srv_start("--max-connections", "8");
     client c = cli_open();
     response r = get(&c, "/livez");
-    resp_free(&r);
     cli_sends(&c, "GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
     r = expect_response(&c, 5000, "Connection: close");
     cr_assert_eq(r.status, 200);
     assert_closing(&r);
     expect_closed(&c, 3000, "Connection: close");
-    resp_free(&r);
     cli_close(&c);
 
     /* Nothing after the closing request is answered. */
@@ -818,7 +780,6 @@ Test(http, connection_close_closes)
     cr_assert_eq(r.status, 200);
     cr_assert_str_eq(r.body, "{\"status\":\"ok\"}");
     expect_closed(&c, 3000, "after a Connection: close response");
-    resp_free(&r);
     cli_close(&c);
     srv_done();
 }
@@ -833,10 +794,8 @@ Test(http, half_close_still_answered)
     cr_assert_eq(shutdown(c.fd, SHUT_WR), 0);
     response r = expect_response(&c, 5000, "half-close 1");
     cr_assert_eq(r.status, 200);
-    resp_free(&r);
     r = expect_response(&c, 5000, "half-close 2");
     cr_assert_eq(r.status, 404);
-    resp_free(&r);
     expect_closed(&c, 3000, "after the client's FIN");
     cli_close(&c);
     srv_done();
@@ -883,7 +842,6 @@ static void expect_pipeline_answers(client *c, int n)
             cr_assert(r.status == 404, "response %d should answer /nope: %d %s", i, r.status,
                       r.body);
         }
-        resp_free(&r);
     }
 }
 
@@ -910,12 +868,10 @@ Test(http, pipelining_with_pipeline_4)
     expect_pipeline_answers(&c, 20);
 
     /* Far more than the hard cap of 64 queued answers, in one go. */
-    char *big = malloc(200 * 64);
-    cr_assert_not_null(big);
-    len = build_pipeline(big, 200 * 64, 200);
+    static char big[200 * 64];
+    len = build_pipeline(big, sizeof(big), 200);
     cli_send(&c, big, len);
     expect_pipeline_answers(&c, 200);
-    free(big);
     cr_assert_eq(cli_wait_close(&c, 100), RR_TIMEOUT, "no extra bytes, still open");
     cli_close(&c);
     srv_done();
@@ -939,16 +895,25 @@ Test(http, pipelining_with_bodies)
     cli_send(&c, req, (size_t)n);
     response r = expect_response(&c, 5000, "POST with Content-Length");
     cr_assert_eq(r.status, 404, "the body is not a request: %d", r.status);
-    resp_free(&r);
     r = expect_response(&c, 5000, "chunked POST");
     cr_assert_eq(r.status, 405, "%d", r.status);
-    resp_free(&r);
     r = expect_response(&c, 5000, "GET after bodies");
     cr_assert_eq(r.status, 200, "%d", r.status);
-    resp_free(&r);
     cr_assert_eq(cli_wait_close(&c, 200), RR_TIMEOUT, "exactly three answers");
     cli_close(&c);
     srv_done();
+}
+
+/* Sum of usher_http_requests_total{code="4xx"} over the shards. */
+static unsigned long long answers_4xx(client *m)
+{
+    response r = get(m, "/metrics");
+    cr_assert_eq(r.status, 200);
+    unsigned long long sum = 0;
+    for (const char *p = strstr(r.body, "code=\"4xx\"} "); p != NULL;
+         p = strstr(p + 1, "code=\"4xx\"} "))
+        sum += strtoull(p + strlen("code=\"4xx\"} "), NULL, 10);
+    return sum;
 }
 
 /* A client that never reads must not make the server queue answers without
@@ -962,8 +927,7 @@ Test(http, pipeline_backpressure_when_client_does_not_read)
     static const char one[] = "GET /nope HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
     enum { BATCH = 1000, LIMIT = 4 << 20 };
     size_t rlen = sizeof(one) - 1;
-    char *batch = malloc(rlen * BATCH);
-    cr_assert_not_null(batch);
+    static char batch[(sizeof(one) - 1) * BATCH];
     for (int i = 0; i < BATCH; i++)
         memcpy(batch + (size_t)i * rlen, one, rlen);
     size_t sent = 0, off = 0;
@@ -978,16 +942,15 @@ Test(http, pipeline_backpressure_when_client_does_not_read)
         sent += (size_t)n;
         off = (off + (size_t)n) % (rlen * BATCH);
     }
-    free(batch);
-    sleep_ms(500);
+    /* Let the server take in what it will: until its count stops moving. */
     client m = cli_open();
-    response r = get(&m, "/metrics");
-    cr_assert_eq(r.status, 200);
-    unsigned long long answered = 0;
-    for (const char *p = strstr(r.body, "code=\"4xx\"} "); p != NULL;
-         p = strstr(p + 1, "code=\"4xx\"} "))
-        answered += strtoull(p + strlen("code=\"4xx\"} "), NULL, 10);
-    resp_free(&r);
+    unsigned long long answered = 0, before;
+    int64_t deadline = now_ms() + 8000;
+    do {
+        before = answered;
+        sleep_ms(300);
+        answered = answers_4xx(&m);
+    } while (answered != before && now_ms() < deadline);
     cli_close(&m);
     cli_close(&c);
     /* Kernel buffers (<= 4 MiB of answers here, ~200 bytes each) hold fewer
@@ -1020,7 +983,6 @@ Test(http, request_split_one_byte_at_a_time)
         }
         response r = expect_response(&c, 5000, reqs[k]);
         cr_assert_eq(r.status, want[k], "split request %zu: %d", k, r.status);
-        resp_free(&r);
     }
     cli_close(&c);
     srv_done();
@@ -1042,7 +1004,6 @@ Test(http, headers_over_limit_431)
     cli_send(&c, req, (size_t)n);
     response r = expect_response(&c, 5000, "1900-byte header");
     cr_assert_eq(r.status, 200);
-    resp_free(&r);
     cli_close(&c);
     srv_done();
 }
@@ -1052,8 +1013,7 @@ Test(http, headers_over_limit_431)
 Test(http, headers_over_limit_many_small_fields_431)
 {
     srv_start("--max-connections", "8", "--max-header-bytes", "2048");
-    char *req = malloc(8192);
-    cr_assert_not_null(req);
+    static char req[8192];
     size_t len = (size_t)sprintf(req, "GET /livez HTTP/1.1\r\n");
     for (int i = 0; i < 1500; i++)
         len += (size_t)sprintf(req + len, "X:\r\n");
@@ -1065,8 +1025,6 @@ Test(http, headers_over_limit_many_small_fields_431)
                  "a %zu-byte header section (1500 fields) against --max-header-bytes 2048 got %d: "
                  "only name and value bytes are counted, not the ':' and CRLF of each line",
                  len, r.status);
-    resp_free(&r);
-    free(req);
     cli_close(&c);
     srv_done();
 }
@@ -1088,15 +1046,12 @@ Test(http, content_length_over_limit_413_before_body)
 
     /* A body at the limit is read. */
     client c = cli_open();
-    char *ok = malloc(8192);
-    cr_assert_not_null(ok);
+    static char ok[8192];
     int n = sprintf(ok, "POST /nope HTTP/1.1\r\nContent-Length: 4096\r\n\r\n");
     memset(ok + n, 'b', 4096);
     cli_send(&c, ok, (size_t)n + 4096);
     response r = expect_response(&c, 5000, "4096-byte body");
     cr_assert_eq(r.status, 404);
-    resp_free(&r);
-    free(ok);
     cli_close(&c);
     srv_done();
 }
@@ -1104,8 +1059,7 @@ Test(http, content_length_over_limit_413_before_body)
 Test(http, chunked_body_over_limit_413)
 {
     srv_start("--max-connections", "8", "--max-body-bytes", "4096");
-    char *req = malloc(16384);
-    cr_assert_not_null(req);
+    static char req[16384];
     /* Three 1000-byte chunks: fine. */
     size_t len = (size_t)sprintf(req, "POST /nope HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
     for (int i = 0; i < 3; i++) {
@@ -1119,7 +1073,6 @@ Test(http, chunked_body_over_limit_413)
     cli_send(&c, req, len);
     response r = expect_response(&c, 5000, "3000-byte chunked body");
     cr_assert_eq(r.status, 404);
-    resp_free(&r);
     cli_close(&c);
 
     /* Five: the body grows past 4096 and is refused. */
@@ -1131,7 +1084,6 @@ Test(http, chunked_body_over_limit_413)
         len += (size_t)sprintf(req + len, "\r\n");
     }
     expect_refused(req, len, 413, "body-too-large", "5000-byte chunked body");
-    free(req);
     srv_done();
 }
 
@@ -1142,8 +1094,7 @@ Test(http, body_too_large_sent_anyway_gets_413_and_orderly_close)
 {
     srv_start("--max-connections", "8", "--max-body-bytes", "4096");
     enum { BODY = 200000 };
-    char *req = malloc(BODY + 256);
-    cr_assert_not_null(req);
+    static char req[BODY + 256];
     int n =
         sprintf(req, "POST /nope HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n", BODY);
     memset(req + n, 'x', BODY);
@@ -1160,10 +1111,8 @@ Test(http, body_too_large_sent_anyway_gets_413_and_orderly_close)
         else
             sleep_ms(5);
     }
-    free(req);
     response r = expect_response(&c, 5000, "413 with the body in flight");
     assert_problem(&r, 413, "body-too-large");
-    resp_free(&r);
     int rc = cli_wait_close(&c, 3000);
     cr_assert_eq(rc, RR_EOF,
                  "after the 413 the connection should close with a FIN, got %s (the server "
@@ -1207,9 +1156,12 @@ Test(http, invalid_header_characters_400)
 {
     srv_start("--max-connections", "8");
     const char *reqs[] = {
-        "GET /livez HTTP/1.1\r\nX-A: a\x01z\r\n\r\n", "GET /livez HTTP/1.1\r\nX-A: a\x7fz\r\n\r\n",
-        "GET /livez HTTP/1.1\r\nX-A: a\rz\r\n\r\n",   "GET /livez HTTP/1.1\r\nX\x01: z\r\n\r\n",
-        "GET /livez HTTP/1.1\r\nX(A): z\r\n\r\n",     "GET /livez HTTP/1.1\r\n: z\r\n\r\n",
+        "GET /livez HTTP/1.1\r\nX-A: a\x01z\r\n\r\n",
+        "GET /livez HTTP/1.1\r\nX-A: a\x7fz\r\n\r\n",
+        "GET /livez HTTP/1.1\r\nX-A: a\rz\r\n\r\n",
+        "GET /livez HTTP/1.1\r\nX\x01: z\r\n\r\n",
+        "GET /livez HTTP/1.1\r\nX(A): z\r\n\r\n",
+        "GET /livez HTTP/1.1\r\nX-A: z\r\n\x01\r\n\r\n",
     };
     for (size_t i = 0; i < sizeof(reqs) / sizeof(reqs[0]); i++)
         expect_refused(reqs[i], strlen(reqs[i]), 400, "malformed-request", reqs[i]);
@@ -1218,19 +1170,29 @@ Test(http, invalid_header_characters_400)
     srv_done();
 }
 
-/* Field names are tokens: no whitespace inside, and "A server MUST reject,
- * with 400, any received request message that contains whitespace between a
- * header field name and colon" (RFC 9112 5.1). */
-Test(http, whitespace_in_header_name_400)
+/* Forms only a lenient parser takes. Field names are tokens (RFC 9110 5.1):
+ * not empty, no whitespace; "A server MUST reject, with 400, any received
+ * request message that contains whitespace between a header field name and
+ * colon" (RFC 9112 5.1); no whitespace inside the request target (RFC 9112
+ * 3.2). A front end that reads such a header differently is a smuggling
+ * vector. */
+Test(http, lenient_header_and_url_forms_400)
 {
     srv_start("--max-connections", "8");
     const char *reqs[] = {
         "GET /livez HTTP/1.1\r\nX-Forwarded-For : 10.0.0.1\r\n\r\n",
         "GET /livez HTTP/1.1\r\nX A: b\r\n\r\n",
-        "GET /livez HTTP/1.1\r\nAuthorization\t: Bearer x\r\n\r\n",
+        "GET /livez\t HTTP/1.1\r\n\r\n",
+        "GET /livez HTTP/1.1\r\n: empty-name\r\n\r\n",
     };
-    for (size_t i = 0; i < sizeof(reqs) / sizeof(reqs[0]); i++)
-        expect_refused(reqs[i], strlen(reqs[i]), 400, "malformed-request", reqs[i]);
+    for (size_t i = 0; i < sizeof(reqs) / sizeof(reqs[0]); i++) {
+        /* Each form is reported on its own (cr_expect), then the next is tried. */
+        client c = cli_open();
+        cli_sends(&c, reqs[i]);
+        response r = expect_response(&c, 5000, reqs[i]);
+        cr_expect_eq(r.status, 400, "%s=> expected 400, got %d %s", reqs[i], r.status, r.body);
+        cli_close(&c);
+    }
     srv_done();
 }
 
@@ -1274,21 +1236,19 @@ Test(http, upgrade_and_connect_get_exactly_one_answer)
                   "GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     response r = expect_response(&c, 5000, "GET with Upgrade");
     cr_assert_eq(r.status, 200, "%s", r.head);
-    resp_free(&r);
     r = expect_response(&c, 5000, "the request after it");
-    cr_assert(r.status == 200 && strstr(r.body, "\"shards\"") != NULL,
+    cr_expect(r.status == 200 && strstr(r.body, "\"shards\"") != NULL,
               "the second answer on the connection should be /readyz's 200, got %d: %s", r.status,
               r.body);
-    resp_free(&r);
     cli_close(&c);
 
     c = cli_open();
     cli_sends(&c, "CONNECT 127.0.0.1:443 HTTP/1.1\r\nHost: 127.0.0.1:443\r\n\r\n");
     r = expect_response(&c, 5000, "CONNECT");
     cr_assert(r.status >= 400 && r.status < 500, "CONNECT: %d", r.status);
-    resp_free(&r);
     int rc = cli_wait_close(&c, 300);
-    cr_assert(rc == RR_EOF || rc == RR_TIMEOUT, "a second answer to one CONNECT: %.200s", c.buf);
+    c.buf[c.len] = '\0';
+    cr_expect(rc == RR_EOF || rc == RR_TIMEOUT, "a second answer to one CONNECT: %.300s", c.buf);
     cli_close(&c);
     srv_done();
 }
@@ -1308,7 +1268,6 @@ Test(http, slow_request_408_then_close)
     cr_assert_geq(took, 250, "408 after %" PRId64 " ms, before --request-timeout 300", took);
     cr_assert_leq(took, 3000, "408 after %" PRId64 " ms", took);
     expect_closed(&c, 3000, "after the 408");
-    resp_free(&r);
     cli_close(&c);
 
     /* A body that stops coming is timed out the same way. */
@@ -1317,7 +1276,6 @@ Test(http, slow_request_408_then_close)
     r = expect_response(&c, 5000, "slow body");
     assert_problem(&r, 408, "request-timeout");
     expect_closed(&c, 3000, "after the 408");
-    resp_free(&r);
     cli_close(&c);
     srv_done();
 }
@@ -1328,7 +1286,6 @@ Test(http, idle_keep_alive_closed_after_idle_timeout)
     client c = cli_open();
     response r = get(&c, "/livez");
     cr_assert_eq(r.status, 200);
-    resp_free(&r);
     int64_t t0 = now_ms();
     int rc = cli_wait_close(&c, 5000);
     int64_t took = now_ms() - t0;
@@ -1354,28 +1311,38 @@ Test(http, connection_limit_503_then_recovers)
         cs[i] = cli_open();
         response r = get(&cs[i], "/livez"); /* accepted and counted */
         cr_assert_eq(r.status, 200, "connection %d", i);
-        resp_free(&r);
     }
+    /* The 9th: its head, then its body is everything up to the close (checked
+     * against Content-Length without stopping the test, so the rest runs). */
     client x = cli_open();
     response r;
-    int rc = cli_read_response(&x, &r, 5000);
-    cr_assert_eq(rc, RR_OK,
-                 "9th connection: expected a complete 503 response, got %s (received: '%.*s')",
-                 rr_name(rc), (int)(x.len < 600 ? x.len : 600), x.buf);
-    assert_problem(&r, 503, "too-many-connections");
-    char ra[32] = "";
-    cr_assert(header_get(r.head, "Retry-After", ra, sizeof(ra)), "no Retry-After: %s", r.head);
-    cr_assert_gt(atoi(ra), 0, "Retry-After %s", ra);
+    int rc = cli_read_response_opt(&x, &r, 5000, true);
+    cr_assert_eq(rc, RR_OK, "9th connection: expected a 503, got %s", rr_name(rc));
+    cr_assert_eq(r.status, 503, "%s", r.head);
+    char v[64] = "";
+    cr_assert(header_get(r.head, "Retry-After", v, sizeof(v)), "no Retry-After: %s", r.head);
+    cr_assert_gt(atoi(v), 0, "Retry-After %s", v);
+    cr_assert(header_get(r.head, "Content-Type", v, sizeof(v)));
+    cr_assert_str_eq(v, "application/problem+json");
     assert_closing(&r);
-    expect_closed(&x, 3000, "the refused connection");
-    resp_free(&r);
+    cr_assert(header_get(r.head, "Content-Length", v, sizeof(v)));
+    while ((rc = cli_fill(&x, 3000)) > 0)
+        ;
+    cr_assert_eq(rc, 0, "the refused connection should be closed: %s", rr_name(rc));
+    x.buf[x.len] = '\0';
+    cr_expect_eq(x.len, (size_t)atoi(v),
+                 "the 503 says Content-Length: %s but its body is %zu bytes: %s (a client waits "
+                 "for the missing bytes, then sees a truncated response)",
+                 v, x.len, x.buf);
+    cr_expect_not_null(
+        strstr(x.buf, "\"type\":\"https://usher.dev/problems/too-many-connections\""), "%s", x.buf);
+    cr_expect_not_null(strstr(x.buf, "\"status\":503"), "%s", x.buf);
     cli_close(&x);
 
     /* The eight still work. */
     for (int i = 0; i < 8; i++) {
         r = get(&cs[i], "/readyz");
         cr_assert_eq(r.status, 200);
-        resp_free(&r);
     }
     /* Close three; new connections are served again (the server notices the
      * closes asynchronously, so allow it a moment). */
@@ -1389,8 +1356,6 @@ Test(http, connection_limit_503_then_recovers)
         cli_sends(&y, "GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
         rc = cli_read_response(&y, &r, 3000);
         served = rc == RR_OK && r.status == 200;
-        if (rc == RR_OK)
-            resp_free(&r);
         cli_close(&y);
     }
     cr_assert(served, "no new connection served after closing three of eight");
@@ -1399,7 +1364,6 @@ Test(http, connection_limit_503_then_recovers)
         more[i] = cli_open();
         r = get(&more[i], "/livez");
         cr_assert_eq(r.status, 200, "new connection %d after closing three", i);
-        resp_free(&r);
     }
     for (int i = 0; i < 3; i++)
         cli_close(&more[i]);
@@ -1454,7 +1418,6 @@ static void *worker_main(void *arg)
             bool good =
                 status == 200 && (round % 10 == 9 ? strstr(r.body, "\"ready\"") != NULL
                                                   : strcmp(r.body, "{\"status\":\"ok\"}") == 0);
-            resp_free(&r);
             if (!good) {
                 snprintf(w->err, sizeof(w->err), "round %d conn %d: status %d", round, i, status);
                 goto out;
@@ -1468,7 +1431,7 @@ out:
     return NULL;
 }
 
-Test(http, concurrency_200_connections_x_50_requests, .timeout = 120)
+Test(http, concurrency_200_connections_x_50_requests)
 {
     srv_start("--max-connections", "1000", "--idle-timeout", "30000");
     worker ws[WORKERS];
@@ -1493,7 +1456,6 @@ Test(http, concurrency_200_connections_x_50_requests, .timeout = 120)
                    r.body);
     cr_assert_null(strstr(r.body, "usher_connections_accepted_total{shard=\"1\"} 0\n"), "%s",
                    r.body);
-    resp_free(&r);
     cli_close(&c);
     srv_done();
 }
@@ -1506,7 +1468,7 @@ Test(http, sigterm_with_idle_connections_exits_promptly)
     srv_start("--max-connections", "8", "--idle-timeout", "60000");
     client used = cli_open();
     response r = get(&used, "/livez");
-    resp_free(&r);
+    cr_assert_eq(r.status, 200);
     client silent = cli_open();
     sleep_ms(100);
     int64_t t0 = now_ms();
@@ -1533,7 +1495,6 @@ Test(http, sigterm_with_partial_request_exits)
     int rc = cli_read_response(&c, &r, 1000);
     if (rc == RR_OK) {
         assert_problem(&r, 408, "request-timeout");
-        resp_free(&r);
         rc = cli_wait_close(&c, 1000);
     }
     cr_assert_eq(rc, RR_EOF, "%s", rr_name(rc));
@@ -1548,13 +1509,11 @@ Test(http, sigterm_with_stalled_reader_exits_promptly)
 {
     srv_start("--max-connections", "8");
     client c = cli_open_rcvbuf(4096);
-    char *req = malloc(2000 * 32);
-    cr_assert_not_null(req);
+    static char req[2000 * 32];
     size_t len = 0;
     for (int i = 0; i < 2000; i++)
         len += (size_t)sprintf(req + len, "GET /metrics HTTP/1.1\r\n\r\n");
     cli_send(&c, req, len); /* ~10 MB of answers, never read */
-    free(req);
     sleep_ms(300);
     srv_stop_within(5000);
     cli_close(&c);
@@ -1568,24 +1527,20 @@ Test(http, restart_on_same_data_dir_recovers)
     client c = cli_open();
     response r = get(&c, "/readyz");
     cr_assert_eq(r.status, 200);
-    resp_free(&r);
     cli_close(&c);
     srv_stop_within(5000);
     uint16_t first = srv.port;
 
     srv_start("--max-connections", "8"); /* same srv.root, same data dir */
-    char *log = slurp(srv.errlog);
+    const char *log = slurp(srv.errlog);
     cr_assert_not_null(strstr(log, "msg=\"shard recovered\" shard=0"), "%s", log);
     cr_assert_not_null(strstr(log, "msg=\"shard recovered\" shard=1"), "%s", log);
-    free(log);
     c = cli_open();
     r = get(&c, "/readyz");
     cr_assert_eq(r.status, 200, "after restart (port %u, was %u): %s", srv.port, first, r.body);
     cr_assert_not_null(strstr(r.body, "\"status\":\"ready\""));
-    resp_free(&r);
     r = get(&c, "/livez");
     cr_assert_eq(r.status, 200);
-    resp_free(&r);
     cli_close(&c);
     srv_done();
 }
