@@ -236,6 +236,27 @@ static void on_write(uv_write_t *w, int status)
     conn_resume(c);
 }
 
+/* Writes `buf` (malloc'd; ownership passes here). False if the write could
+ * not start: the connection is then closing. */
+static bool conn_send(net_conn *c, char *buf, size_t len, bool close_after)
+{
+    conn_write *cw = calloc(1, sizeof(*cw));
+    NET_ASSERT(cw != NULL);
+    cw->buf = buf;
+    cw->close_after = close_after;
+    cw->req.data = c;
+    uv_buf_t b = uv_buf_init(buf, (unsigned)len);
+    c->writes_pending++;
+    if (uv_write(&cw->req, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
+        c->writes_pending--;
+        free(buf);
+        free(cw);
+        conn_close(c);
+        return false;
+    }
+    return true;
+}
+
 /* Sends every finished response at the head of the queue, in order. */
 static void conn_flush(net_conn *c)
 {
@@ -245,23 +266,13 @@ static void conn_flush(net_conn *c)
             break;
         c->qhead++;
         c->qlen--;
-        conn_write *cw = calloc(1, sizeof(*cw));
-        NET_ASSERT(cw != NULL);
-        cw->buf = r->resp;
-        cw->close_after = r->close_after;
-        r->resp = NULL;
-        uv_buf_t buf = uv_buf_init(cw->buf, (unsigned)r->resp_len);
-        cw->req.data = c;
+        char *resp = r->resp;
+        size_t len = r->resp_len;
         bool stop = r->close_after;
+        r->resp = NULL;
         request_free(r);
-        c->writes_pending++;
-        if (uv_write(&cw->req, (uv_stream_t *)&c->tcp, &buf, 1, on_write) != 0) {
-            c->writes_pending--;
-            free(cw->buf);
-            free(cw);
-            conn_close(c);
+        if (!conn_send(c, resp, len, stop))
             return;
-        }
         if (stop) {
             /* Nothing after a closing response is answered. */
             uv_read_stop((uv_stream_t *)&c->tcp);
@@ -697,22 +708,11 @@ void net__conn_accept(net_shard *sh, uv_stream_t *listener)
         /* Refuse politely: a complete answer, then close. */
         atomic_fetch_add(&sh->m.connections_refused, 1);
         c->refusing = true;
-        conn_write *cw = calloc(1, sizeof(*cw));
-        NET_ASSERT(cw != NULL);
         size_t len = refuse_response();
-        cw->buf = malloc(len);
-        NET_ASSERT(cw->buf != NULL);
-        memcpy(cw->buf, refuse_503, len);
-        cw->close_after = true;
-        cw->req.data = c;
-        uv_buf_t buf = uv_buf_init(cw->buf, (unsigned)len);
-        c->writes_pending++;
-        if (uv_write(&cw->req, (uv_stream_t *)&c->tcp, &buf, 1, on_write) != 0) {
-            c->writes_pending--;
-            free(cw->buf);
-            free(cw);
-            conn_close(c);
-        }
+        char *copy = malloc(len);
+        NET_ASSERT(copy != NULL);
+        memcpy(copy, refuse_503, len);
+        conn_send(c, copy, len, true);
         return;
     }
     atomic_fetch_add(&sh->m.connections_accepted, 1);

@@ -176,6 +176,17 @@ int main(int argc, char **argv)
     if (opt_u("--wal-segment-mb", &v))
         c.wal_segment_bytes = v << 20;
 
+    /* Signal handlers go in before the server starts: a SIGTERM that comes
+     * right after "listening on" must stop the server cleanly, not kill it.
+     * libuv keeps a signal that arrives before the loop runs. */
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    uv_signal_t sigint, sigterm;
+    uv_signal_init(&loop, &sigint);
+    uv_signal_init(&loop, &sigterm);
+    uv_signal_start(&sigint, on_signal, SIGINT);
+    uv_signal_start(&sigterm, on_signal, SIGTERM);
+
     uint16_t port = 0;
     int rc = net_server_start(&c, &server, &port);
     if (rc != 0) {
@@ -191,13 +202,6 @@ int main(int argc, char **argv)
     printf("listening on http://%s:%u\n", shown, port);
     fflush(stdout);
 
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    uv_signal_t sigint, sigterm;
-    uv_signal_init(&loop, &sigint);
-    uv_signal_init(&loop, &sigterm);
-    uv_signal_start(&sigint, on_signal, SIGINT);
-    uv_signal_start(&sigterm, on_signal, SIGTERM);
     uv_run(&loop, UV_RUN_ONCE); /* until the first signal */
     uv_close((uv_handle_t *)&sigint, NULL);
     uv_close((uv_handle_t *)&sigterm, NULL);
