@@ -4,6 +4,8 @@
  *
  * Bounds and what happens at them:
  *   request line + headers > header_bytes_max   431, connection closed
+ *   more than NET_HEADERS_MAX header fields      431, connection closed
+ *   an Expect other than 100-continue            417, connection closed
  *   URL > NET_URL_MAX                            414, connection closed
  *   body > body_bytes_max (declared or sent)     413, connection closed
  *   malformed request, CL + TE, bad chunking     400, connection closed
@@ -20,6 +22,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 
 typedef struct conn_write {
     uv_write_t req;
@@ -64,6 +68,8 @@ static const char *status_text(int status)
         return "URI Too Long";
     case 415:
         return "Unsupported Media Type";
+    case 417:
+        return "Expectation Failed";
     case 422:
         return "Unprocessable Content";
     case 429:
@@ -79,6 +85,21 @@ static const char *status_text(int status)
     }
 }
 
+/* IMF-fixdate of now (RFC 9110 5.6.7), formatted once per second per thread. */
+static const char *http_date(void)
+{
+    static _Thread_local char buf[40];
+    static _Thread_local time_t last = -1;
+    time_t now = time(NULL);
+    if (now != last) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(buf, sizeof(buf), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        last = now;
+    }
+    return buf;
+}
+
 void net__respond(net_request *req, int status, const char *content_type, const char *extra_headers,
                   const char *body, size_t body_len)
 {
@@ -90,8 +111,9 @@ void net__respond(net_request *req, int status, const char *content_type, const 
     req->resp = malloc(cap);
     NET_ASSERT(req->resp != NULL);
     int n = snprintf(req->resp, cap,
-                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n",
-                     status, status_text(status), content_type, body_len,
+                     "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s"
+                     "\r\n",
+                     status, status_text(status), http_date(), content_type, body_len,
                      req->close_after ? "Connection: close\r\n" : "", extra);
     NET_ASSERT(n > 0 && (size_t)n + body_len <= cap);
     if (req->method == HTTP_HEAD)
@@ -297,6 +319,7 @@ static int on_message_begin(llhttp_t *p)
     NET_ASSERT(c->cur == NULL);
     c->cur = request_new(c);
     c->header_bytes = 0;
+    c->header_count = 0;
     c->in_headers = true;
     c->hdr_field_len = 0;
     timer_arm(c, c->shard->server->cfg.request_timeout_ms);
@@ -346,8 +369,10 @@ static int on_header_field_complete(llhttp_t *p)
     net_conn *c = conn_of(p);
     net_request *r = c->cur;
     if (c->hdr_field_len == 0)
-        return HPE_USER;
-    if (count_header_bytes(c, 3) != 0)
+        return HPE_USER; /* ": value": a header without a name */
+    if (++c->header_count > NET_HEADERS_MAX)
+        return parse_refuse(c, 431);
+    if (count_header_bytes(c, 3) != 0) /* ':', CR, LF */
         return HPE_USER;
     static const struct {
         const char *name;
@@ -357,6 +382,7 @@ static int on_header_field_complete(llhttp_t *p)
         {"idempotency-key", offsetof(net_request, idempotency_key), sizeof(r->idempotency_key)},
         {"if-none-match", offsetof(net_request, if_none_match), sizeof(r->if_none_match)},
         {"content-type", offsetof(net_request, content_type), sizeof(r->content_type)},
+        {"expect", offsetof(net_request, expect), sizeof(r->expect)},
     };
     c->hdr_value_dst = NULL;
     for (size_t i = 0; i < sizeof(wanted) / sizeof(wanted[0]); i++) {
@@ -402,6 +428,21 @@ static int on_headers_complete(llhttp_t *p)
     /* A declared body that will not fit is refused before it is sent. */
     if ((p->flags & F_CONTENT_LENGTH) && p->content_length > c->shard->server->cfg.body_bytes_max)
         return parse_refuse(c, 413);
+    if (r->expect[0] != '\0') {
+        if (strcasecmp(r->expect, "100-continue") != 0)
+            return parse_refuse(c, 417);
+        /* The client waits for a go-ahead before sending its body. It can
+         * only go out now if no earlier answer is still owed (answers are in
+         * order); otherwise the client sends after its own short wait. */
+        bool body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length);
+        if (body && c->qlen == 0 && c->writes_pending == 0) {
+            static const char go[] = "HTTP/1.1 100 Continue\r\n\r\n";
+            char *copy = malloc(sizeof(go) - 1);
+            NET_ASSERT(copy != NULL);
+            memcpy(copy, go, sizeof(go) - 1);
+            conn_send(c, copy, sizeof(go) - 1, false);
+        }
+    }
     return 0;
 }
 
@@ -486,6 +527,9 @@ static void conn_parse_error(net_conn *c, llhttp_errno_t err)
     else if (status == 414)
         net__respond_problem(r, 414, "uri-too-long", "URI too long",
                              "the request target exceeds the server's limit", NULL, NULL);
+    else if (status == 417)
+        net__respond_problem(r, 417, "expectation-failed", "Expectation failed",
+                             "the only expectation supported is 100-continue", "expect", NULL);
     else
         net__respond_problem(r, 400, "malformed-request", "Malformed HTTP request",
                              reason != NULL && err != HPE_USER ? reason : "invalid HTTP request",
@@ -661,23 +705,23 @@ static void conn_close(net_conn *c)
 #define REFUSE_BODY                                                                       \
     "{\"type\":\"https://usher.dev/problems/too-many-connections\",\"title\":\"Too many " \
     "connections\",\"status\":503,\"detail\":\"the server is at its connection limit\"}"
-/* The length is computed, not typed: a wrong Content-Length hangs clients. */
+/* Built per refusal (the Date changes); the length is computed, not typed:
+ * a wrong Content-Length hangs clients. Returns a malloc'd response. */
 static const char refuse_body[] = REFUSE_BODY;
-static char refuse_503[512];
 
-static size_t refuse_response(void)
+static char *refuse_response(size_t *len)
 {
-    static size_t len;
-    if (len == 0) {
-        int n = snprintf(refuse_503, sizeof(refuse_503),
-                         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: "
-                         "application/problem+json\r\nRetry-After: 1\r\nConnection: "
-                         "close\r\nContent-Length: %zu\r\n\r\n%s",
-                         sizeof(refuse_body) - 1, refuse_body);
-        NET_ASSERT(n > 0 && (size_t)n < sizeof(refuse_503));
-        len = (size_t)n;
-    }
-    return len;
+    size_t cap = sizeof(refuse_body) + 256;
+    char *buf = malloc(cap);
+    NET_ASSERT(buf != NULL);
+    int n = snprintf(buf, cap,
+                     "HTTP/1.1 503 Service Unavailable\r\nDate: %s\r\nContent-Type: "
+                     "application/problem+json\r\nRetry-After: 1\r\nConnection: "
+                     "close\r\nContent-Length: %zu\r\n\r\n%s",
+                     http_date(), sizeof(refuse_body) - 1, refuse_body);
+    NET_ASSERT(n > 0 && (size_t)n < cap);
+    *len = (size_t)n;
+    return buf;
 }
 
 void net__conn_accept(net_shard *sh, uv_stream_t *listener)
@@ -708,11 +752,9 @@ void net__conn_accept(net_shard *sh, uv_stream_t *listener)
         /* Refuse politely: a complete answer, then close. */
         atomic_fetch_add(&sh->m.connections_refused, 1);
         c->refusing = true;
-        size_t len = refuse_response();
-        char *copy = malloc(len);
-        NET_ASSERT(copy != NULL);
-        memcpy(copy, refuse_503, len);
-        conn_send(c, copy, len, true);
+        size_t len;
+        char *resp = refuse_response(&len);
+        conn_send(c, resp, len, true);
         return;
     }
     atomic_fetch_add(&sh->m.connections_accepted, 1);

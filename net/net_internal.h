@@ -24,7 +24,10 @@ typedef struct net_conn net_conn;
 
 /* ---- Requests and responses ------------------------------------------------ */
 
-enum { NET_URL_MAX = 2048 };
+enum {
+    NET_URL_MAX = 2048,
+    NET_HEADERS_MAX = 100 /* header fields per request; beyond: 431 */
+};
 
 typedef struct net_request {
     net_conn *conn;
@@ -40,6 +43,7 @@ typedef struct net_request {
     char idempotency_key[128];
     char if_none_match[128];
     char content_type[128];
+    char expect[32];
     /* Response, once done. */
     bool done;
     char *resp; /* owned */
@@ -76,8 +80,9 @@ struct net_conn {
     net_request *queue[NET_PIPELINE_HARD_MAX];
     uint32_t qhead, qlen; /* in-order responses: queue[qhead .. qhead+qlen) */
     uint32_t next_seq;
-    size_t header_bytes; /* of the request being parsed */
-    char hdr_field[64];  /* current header name (lowercased, truncated) */
+    size_t header_bytes;   /* of the request being parsed */
+    uint32_t header_count; /* fields of the request being parsed */
+    char hdr_field[64];    /* current header name (lowercased, truncated) */
     size_t hdr_field_len;
     bool hdr_field_done;
     char *hdr_value_dst; /* where the current header's value goes, or NULL */

@@ -473,6 +473,10 @@ static int cli_read_response_opt(client *c, response *r, int timeout_ms, bool no
                 if (strncmp(r->head, "HTTP/1.1 ", 9) != 0)
                     return RR_BAD;
                 r->status = atoi(r->head + 9);
+                if (r->status >= 100 && r->status < 200) {
+                    need = head_len; /* interim answers (1xx) have no content */
+                    continue;
+                }
                 char cl[64];
                 if (!header_get(r->head, "Content-Length", cl, sizeof(cl)))
                     return RR_BAD;
@@ -1322,6 +1326,7 @@ Test(http, connection_limit_503_then_recovers)
     char v[64] = "";
     cr_assert(header_get(r.head, "Retry-After", v, sizeof(v)), "no Retry-After: %s", r.head);
     cr_assert_gt(atoi(v), 0, "Retry-After %s", v);
+    cr_assert(header_get(r.head, "Date", v, sizeof(v)), "no Date on the 503: %s", r.head);
     cr_assert(header_get(r.head, "Content-Type", v, sizeof(v)));
     cr_assert_str_eq(v, "application/problem+json");
     assert_closing(&r);
@@ -1541,6 +1546,85 @@ Test(http, restart_on_same_data_dir_recovers)
     cr_assert_not_null(strstr(r.body, "\"status\":\"ready\""));
     r = get(&c, "/livez");
     cr_assert_eq(r.status, 200);
+    cli_close(&c);
+    srv_done();
+}
+
+/* ---- Date, Expect, header count ------------------------------------------------------ */
+
+Test(http, every_answer_carries_a_date)
+{
+    srv_start("--max-connections", "8");
+    client c = cli_open();
+    const char *paths[] = {"/livez", "/nope"};
+    for (size_t i = 0; i < 2; i++) {
+        response r = get(&c, paths[i]);
+        char date[64] = "";
+        cr_assert(header_get(r.head, "Date", date, sizeof(date)), "no Date: %s", r.head);
+        /* IMF-fixdate, e.g. "Sat, 21 Nov 2026 07:20:00 GMT" (RFC 9110 5.6.7). */
+        struct tm tm;
+        memset(&tm, 0, sizeof(tm));
+        const char *end = strptime(date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        cr_assert(end != NULL && *end == '\0', "not an IMF-fixdate: '%s'", date);
+        time_t when = timegm(&tm), now = time(NULL);
+        cr_assert(when >= now - 5 && when <= now + 5, "Date '%s' is not now", date);
+    }
+    cli_close(&c);
+    srv_done();
+}
+
+Test(http, expect_100_continue_gets_the_go_ahead_then_the_answer)
+{
+    srv_start("--max-connections", "8");
+    client c = cli_open();
+    cli_sends(&c, "POST /nope HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\n"
+                  "Expect: 100-continue\r\n\r\n");
+    static response r;                                  /* large: keep it off the stack */
+    int rc = cli_read_response_opt(&c, &r, 5000, true); /* an interim answer has no body */
+    cr_assert_eq(rc, RR_OK, "the interim answer: %s", rr_name(rc));
+    cr_assert_eq(r.status, 100, "expected 100 Continue before the body, got %d", r.status);
+    cli_sends(&c, "hello");
+    r = expect_response(&c, 5000, "the final answer");
+    assert_problem(&r, 404, "not-found");
+    /* The connection is still good. */
+    r = get(&c, "/livez");
+    cr_assert_eq(r.status, 200);
+    cli_close(&c);
+    srv_done();
+}
+
+Test(http, unknown_expectation_is_417_and_close)
+{
+    srv_start("--max-connections", "8");
+    client c = cli_open();
+    cli_sends(&c, "POST /livez HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n"
+                  "Expect: magic\r\n\r\n{}");
+    response r = expect_response(&c, 5000, "Expect: magic");
+    assert_problem(&r, 417, "expectation-failed");
+    assert_closing(&r);
+    expect_closed(&c, 5000, "after 417");
+    cli_close(&c);
+    srv_done();
+}
+
+Test(http, more_than_100_header_fields_is_431)
+{
+    srv_start("--max-connections", "8", "--max-header-bytes", "65536");
+    static char req[16384];
+    size_t len = (size_t)sprintf(req, "GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+    for (int i = 0; i < 99; i++) /* with Host: exactly 100 fields */
+        len += (size_t)sprintf(req + len, "X-F%d: v\r\n", i);
+    len += (size_t)sprintf(req + len, "\r\n");
+    client c = cli_open();
+    cli_send(&c, req, len);
+    response r = expect_response(&c, 5000, "100 header fields");
+    cr_assert_eq(r.status, 200, "100 fields are allowed: got %d", r.status);
+    len -= 2;
+    len += (size_t)sprintf(req + len, "X-One-Too-Many: v\r\n\r\n");
+    cli_send(&c, req, len);
+    r = expect_response(&c, 5000, "101 header fields");
+    assert_problem(&r, 431, "headers-too-large");
+    assert_closing(&r);
     cli_close(&c);
     srv_done();
 }
