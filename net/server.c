@@ -342,14 +342,18 @@ static int parse_listen(const char *s, struct sockaddr_storage *ss, char *host, 
             return NET_EADDR;
         *end = '\0';
         port_s = end + 2;
-        snprintf(host, host_len, "%s", buf + 1);
+        int n = snprintf(host, host_len, "%s", buf + 1);
+        if (n < 0 || (size_t)n >= host_len)
+            return NET_EADDR;
     } else {
         char *colon = strrchr(buf, ':');
         if (colon == NULL)
             return NET_EADDR;
         *colon = '\0';
         port_s = colon + 1;
-        snprintf(host, host_len, "%s", buf);
+        int n = snprintf(host, host_len, "%s", buf);
+        if (n < 0 || (size_t)n >= host_len)
+            return NET_EADDR;
     }
     char *end;
     long port = strtol(port_s, &end, 10);

@@ -268,7 +268,8 @@ static void step(builder *b)
 
 static void path_join(char *out, const char *a, const char *b)
 {
-    snprintf(out, PATH_LEN, "%s/%s", a, b);
+    int n = snprintf(out, PATH_LEN, "%s/%s", a, b);
+    cr_assert(n > 0 && n < PATH_LEN, "path too long: %s/%s", a, b);
 }
 
 static void build_fixture(void)

@@ -44,8 +44,9 @@ static void rm_rf(const char *path)
                 if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
                     continue;
                 char sub[1024];
-                snprintf(sub, sizeof(sub), "%s/%s", path, e->d_name);
-                rm_rf(sub);
+                int n = snprintf(sub, sizeof(sub), "%s/%s", path, e->d_name);
+                if (n > 0 && (size_t)n < sizeof(sub)) /* temp paths are short */
+                    rm_rf(sub);
             }
             closedir(d);
         }
