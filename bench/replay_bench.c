@@ -85,17 +85,13 @@ static void sink_close(sink *s)
 
 static void journal(sink *s, const engine_record *rec)
 {
-    static uint8_t buf[1 << 21];
-    int len = engine_record_encode(rec, buf, sizeof(buf));
-    if (len < 0)
-        die("engine_record_encode", len);
-    int64_t lsn = wal_writer_append(s->w, (uint16_t)rec->type, rec->time_ms, buf, (uint32_t)len);
+    int64_t lsn = snapshot_record_append(s->w, rec);
     if (lsn == WAL_EFULL) {
         sink_wait(s);
-        lsn = wal_writer_append(s->w, (uint16_t)rec->type, rec->time_ms, buf, (uint32_t)len);
+        lsn = snapshot_record_append(s->w, rec);
     }
     if (lsn < 0)
-        die("wal_writer_append", (int)lsn);
+        die("snapshot_record_append", (int)lsn);
 }
 
 static engine_config bench_config(void)

@@ -100,21 +100,7 @@ static int64_t shard_now_ms(net_shard *sh)
  * WAL error. The state change it describes is already applied. */
 static int64_t shard_journal(net_shard *sh, const engine_record *rec)
 {
-    uint8_t small[ENGINE_RECORD_SMALL_MAX];
-    uint8_t *buf = small;
-    size_t cap = sizeof(small);
-    if (rec->type == ENGINE_REC_LAYOUT_CREATE) {
-        cap = rec->u.layout_create.blob_len + 64;
-        buf = malloc(cap);
-        if (buf == NULL)
-            return -ENOMEM;
-    }
-    int len = engine_record_encode(rec, buf, cap);
-    int64_t lsn =
-        len < 0 ? len
-                : wal_writer_append(sh->wal, (uint16_t)rec->type, rec->time_ms, buf, (uint32_t)len);
-    if (buf != small)
-        free(buf);
+    int64_t lsn = snapshot_record_append(sh->wal, rec);
     if (lsn > 0)
         atomic_store(&sh->last_lsn, (uint64_t)lsn);
     return lsn;

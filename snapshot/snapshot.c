@@ -382,6 +382,27 @@ int snapshot_store_load(snapshot_store *s, engine *e, uint64_t *lsn, int64_t *cl
     return rc;
 }
 
+/* ---- Journaling ---------------------------------------------------------------------- */
+
+int64_t snapshot_record_append(wal_writer *w, const engine_record *rec)
+{
+    uint8_t small[ENGINE_RECORD_SMALL_MAX];
+    uint8_t *buf = small;
+    size_t cap = sizeof(small);
+    if (rec->type == ENGINE_REC_LAYOUT_CREATE) {
+        cap = (size_t)rec->u.layout_create.blob_len + 64;
+        buf = malloc(cap);
+        if (buf == NULL)
+            return -ENOMEM;
+    }
+    int len = engine_record_encode(rec, buf, cap);
+    int64_t lsn =
+        len < 0 ? len : wal_writer_append(w, (uint16_t)rec->type, rec->time_ms, buf, (uint32_t)len);
+    if (buf != small)
+        free(buf);
+    return lsn;
+}
+
 /* ---- Recovery ---------------------------------------------------------------------- */
 
 static double elapsed_s(const struct timespec *t0)

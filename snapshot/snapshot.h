@@ -70,6 +70,16 @@ int snapshot_store_write(snapshot_store *s, const engine_snapshot *snap, uint64_
  */
 int snapshot_store_load(snapshot_store *s, engine *e, uint64_t *lsn, int64_t *clock_ms);
 
+/* ---- Journaling -------------------------------------------------------------------- */
+
+/**
+ * Encodes an engine record and appends it to the WAL with its type and time:
+ * the one way engine changes enter a WAL, so that recovery can read them
+ * back. Returns the LSN (> 0), a WAL error (wal_writer_append), an engine
+ * encode error, or -ENOMEM (a layout record needs a buffer of its size).
+ */
+int64_t snapshot_record_append(wal_writer *w, const engine_record *rec);
+
 /* ---- Recovery -------------------------------------------------------------------- */
 
 /** Called for WAL records that are not engine records (types >= 100). */

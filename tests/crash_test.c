@@ -110,19 +110,7 @@ static void on_failed(wal_writer *w, int err, void *arg)
 /* Journals a record; `line` (may be NULL) is acknowledged once it is durable. */
 static void journal(child *c, const engine_record *rec, const char *line)
 {
-    uint8_t buf[1 << 16];
-    uint8_t *p = buf;
-    size_t cap = sizeof(buf);
-    if (rec->type == ENGINE_REC_LAYOUT_CREATE) {
-        cap = rec->u.layout_create.blob_len + 64;
-        p = malloc(cap);
-    }
-    int len = engine_record_encode(rec, p, cap);
-    if (len < 0)
-        child_die("encode", len);
-    int64_t lsn = wal_writer_append(c->w, (uint16_t)rec->type, rec->time_ms, p, (uint32_t)len);
-    if (p != buf)
-        free(p);
+    int64_t lsn = snapshot_record_append(c->w, rec);
     if (lsn < 0)
         child_die("append", (int)lsn);
     if (line == NULL)
@@ -132,7 +120,10 @@ static void journal(child *c, const engine_record *rec, const char *line)
         c->acks = realloc(c->acks, c->cap * sizeof(*c->acks));
     }
     c->acks[c->nacks].lsn = (uint64_t)lsn;
-    snprintf(c->acks[c->nacks].line, sizeof(c->acks[0].line), "%" PRId64 " %s\n", lsn, line);
+    int n =
+        snprintf(c->acks[c->nacks].line, sizeof(c->acks[0].line), "%" PRId64 " %s\n", lsn, line);
+    if (n < 0 || (size_t)n >= sizeof(c->acks[0].line))
+        child_die("ack line too long", n); /* a cut line would corrupt the parent's truth */
     c->nacks++;
 }
 

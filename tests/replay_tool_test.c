@@ -127,19 +127,7 @@ static void wait_durable(builder *b, uint64_t lsn)
 /* Journals a record the engine just produced and remembers the state after it. */
 static void journal(builder *b, const engine_record *rec)
 {
-    uint8_t small[ENGINE_RECORD_SMALL_MAX];
-    uint8_t *p = small;
-    size_t cap = sizeof(small);
-    if (rec->type == ENGINE_REC_LAYOUT_CREATE) {
-        cap = rec->u.layout_create.blob_len + 64;
-        p = malloc(cap);
-        cr_assert_not_null(p);
-    }
-    int len = engine_record_encode(rec, p, cap);
-    cr_assert_geq(len, 0, "encode: %s", engine_strerror(len));
-    int64_t lsn = wal_writer_append(b->w, (uint16_t)rec->type, rec->time_ms, p, (uint32_t)len);
-    if (p != small)
-        free(p);
+    int64_t lsn = snapshot_record_append(b->w, rec);
     cr_assert_eq(lsn, (int64_t)fx.last_lsn + 1, "append returned %" PRId64, lsn);
     cr_assert_leq(lsn, MAX_RECORDS);
     fx.last_lsn = (uint64_t)lsn;

@@ -325,19 +325,7 @@ static void apply(shard *s, const engine_record *rec)
     uint64_t lsn = s->last_lsn + 1;
     cr_assert_leq(lsn, MAX_RECORDS);
     if (s->has_wal) {
-        uint8_t small[ENGINE_RECORD_SMALL_MAX];
-        uint8_t *p = small;
-        size_t cap = sizeof(small);
-        if (rec->type == ENGINE_REC_LAYOUT_CREATE) {
-            cap = rec->u.layout_create.blob_len + 64;
-            p = malloc(cap);
-            cr_assert_not_null(p);
-        }
-        int len = engine_record_encode(rec, p, cap);
-        cr_assert_geq(len, 0, "encode: %s", engine_strerror(len));
-        int64_t got = wal_writer_append(s->w, (uint16_t)rec->type, rec->time_ms, p, (uint32_t)len);
-        if (p != small)
-            free(p);
+        int64_t got = snapshot_record_append(s->w, rec);
         cr_assert_eq(got, (int64_t)lsn, "append returned %" PRId64, got);
     }
     s->last_lsn = lsn;
