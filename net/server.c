@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -529,6 +530,31 @@ static void route_readyz(net_request *r)
                  n);
 }
 
+/* Per-shard series that are one _Atomic uint64_t each: one table, one loop. */
+static const struct shard_series {
+    const char *name, *type, *help;
+    size_t off; /* of the _Atomic uint64_t in net_shard */
+} shard_series[] = {
+    {"usher_connections_accepted_total", "counter", "Connections accepted.",
+     offsetof(net_shard, m.connections_accepted)},
+    {"usher_connections_refused_total", "counter", "Connections refused at the connection limit.",
+     offsetof(net_shard, m.connections_refused)},
+    {"usher_http_bad_requests_total", "counter", "Requests refused by the parser or its limits.",
+     offsetof(net_shard, m.bad_requests)},
+    {"usher_http_timeouts_total", "counter", "Connections timed out (slow request or idle).",
+     offsetof(net_shard, m.timeouts)},
+    {"usher_wal_durable_lsn", "gauge", "Highest LSN synced to disk.",
+     offsetof(net_shard, durable_lsn)},
+    {"usher_holds_live", "gauge", "Live holds (including expired ones not yet swept).",
+     offsetof(net_shard, live_holds)},
+    {"usher_snapshots_total", "counter", "Snapshots written.", offsetof(net_shard, snapshots)},
+};
+
+static uint64_t shard_load(net_shard *sh, size_t off)
+{
+    return atomic_load((_Atomic uint64_t *)((char *)sh + off));
+}
+
 /* Prometheus text format 0.0.4. */
 static void route_metrics(net_request *r)
 {
@@ -540,32 +566,19 @@ static void route_metrics(net_request *r)
     OUT("# HELP usher_connections Open client connections.\n# TYPE usher_connections gauge\n"
         "usher_connections %" PRIu32 "\n",
         atomic_load(&s->connections));
-    OUT("# HELP usher_connections_accepted_total Connections accepted.\n"
-        "# TYPE usher_connections_accepted_total counter\n");
-    for (uint32_t i = 0; i < s->nshards; i++)
-        OUT("usher_connections_accepted_total{shard=\"%" PRIu32 "\"} %" PRIu64 "\n", i,
-            atomic_load(&s->shards[i].m.connections_accepted));
-    OUT("# HELP usher_connections_refused_total Connections refused at the connection limit.\n"
-        "# TYPE usher_connections_refused_total counter\n");
-    for (uint32_t i = 0; i < s->nshards; i++)
-        OUT("usher_connections_refused_total{shard=\"%" PRIu32 "\"} %" PRIu64 "\n", i,
-            atomic_load(&s->shards[i].m.connections_refused));
+    for (size_t k = 0; k < sizeof(shard_series) / sizeof(shard_series[0]); k++) {
+        const struct shard_series *m = &shard_series[k];
+        OUT("# HELP %s %s\n# TYPE %s %s\n", m->name, m->help, m->name, m->type);
+        for (uint32_t i = 0; i < s->nshards; i++)
+            OUT("%s{shard=\"%" PRIu32 "\"} %" PRIu64 "\n", m->name, i,
+                shard_load(&s->shards[i], m->off));
+    }
     OUT("# HELP usher_http_requests_total HTTP requests answered, by status class.\n"
         "# TYPE usher_http_requests_total counter\n");
     for (uint32_t i = 0; i < s->nshards; i++)
         for (int c = 1; c <= 5; c++)
             OUT("usher_http_requests_total{shard=\"%" PRIu32 "\",code=\"%dxx\"} %" PRIu64 "\n", i,
                 c, atomic_load(&s->shards[i].m.status_class[c]));
-    OUT("# HELP usher_http_bad_requests_total Requests refused by the parser or its limits.\n"
-        "# TYPE usher_http_bad_requests_total counter\n");
-    for (uint32_t i = 0; i < s->nshards; i++)
-        OUT("usher_http_bad_requests_total{shard=\"%" PRIu32 "\"} %" PRIu64 "\n", i,
-            atomic_load(&s->shards[i].m.bad_requests));
-    OUT("# HELP usher_http_timeouts_total Connections timed out (slow request or idle).\n"
-        "# TYPE usher_http_timeouts_total counter\n");
-    for (uint32_t i = 0; i < s->nshards; i++)
-        OUT("usher_http_timeouts_total{shard=\"%" PRIu32 "\"} %" PRIu64 "\n", i,
-            atomic_load(&s->shards[i].m.timeouts));
     OUT("# HELP usher_http_request_duration_seconds Time from first byte to response.\n"
         "# TYPE usher_http_request_duration_seconds histogram\n");
     for (uint32_t i = 0; i < s->nshards; i++) {
@@ -586,20 +599,6 @@ static void route_metrics(net_request *r)
         OUT("usher_http_request_duration_seconds_count{shard=\"%" PRIu32 "\"} %" PRIu64 "\n", i,
             cum);
     }
-    OUT("# HELP usher_wal_durable_lsn Highest LSN synced to disk.\n"
-        "# TYPE usher_wal_durable_lsn gauge\n");
-    for (uint32_t i = 0; i < s->nshards; i++)
-        OUT("usher_wal_durable_lsn{shard=\"%" PRIu32 "\"} %" PRIu64 "\n", i,
-            atomic_load(&s->shards[i].durable_lsn));
-    OUT("# HELP usher_holds_live Live holds (including expired ones not yet swept).\n"
-        "# TYPE usher_holds_live gauge\n");
-    for (uint32_t i = 0; i < s->nshards; i++)
-        OUT("usher_holds_live{shard=\"%" PRIu32 "\"} %" PRIu64 "\n", i,
-            atomic_load(&s->shards[i].live_holds));
-    OUT("# HELP usher_snapshots_total Snapshots written.\n# TYPE usher_snapshots_total counter\n");
-    for (uint32_t i = 0; i < s->nshards; i++)
-        OUT("usher_snapshots_total{shard=\"%" PRIu32 "\"} %" PRIu64 "\n", i,
-            atomic_load(&s->shards[i].snapshots));
     OUT("# HELP usher_shard_ready 1 when the shard serves, 0 while recovering or after a WAL "
         "failure.\n# TYPE usher_shard_ready gauge\n");
     for (uint32_t i = 0; i < s->nshards; i++)
