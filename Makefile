@@ -35,7 +35,8 @@ bench: all
 
 run: all
 	@echo "usherd: Ctrl-C stops it (final snapshots, WAL sync); data in ./data"
-	./$(RELEASE_DIR)/net/usherd --listen 127.0.0.1:8080 --data-dir ./data
+	@echo "usherd: the first start creates a demo catalog and prints two accounts' passwords"
+	./$(RELEASE_DIR)/net/usherd --listen 127.0.0.1:8080 --data-dir ./data --demo
 
 format:
 	git ls-files '*.c' '*.h' | xargs clang-format -i

@@ -804,6 +804,25 @@ uint32_t engine_holds_live(const engine *e)
     return e->heap_n;
 }
 
+void engine_seat_totals(const engine *e, uint64_t *held, uint64_t *sold, uint32_t *showtimes)
+{
+    uint64_t h = 0, s = 0;
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < e->cfg.showtimes_max; i++) {
+        const showtime *st = &e->showtimes[i];
+        if (!st->used)
+            continue;
+        n++;
+        for (uint32_t c = 0; c < ENGINE_CATEGORIES_MAX; c++) {
+            h += st->counts[c].held;
+            s += st->counts[c].sold;
+        }
+    }
+    *held = h;
+    *sold = s;
+    *showtimes = n;
+}
+
 bool engine_hold_get(const engine *e, uint64_t hold_id, engine_hold_info *out)
 {
     hold *h = NULL;

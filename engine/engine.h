@@ -316,6 +316,13 @@ int engine_layout_create(engine *e, int64_t now_ms, uint64_t layout_id,
                          const engine_layout_spec *spec, engine_problem *problem,
                          engine_record *rec);
 
+/**
+ * Checks `spec` exactly as engine_layout_create() does, without an engine:
+ * the catalog refuses a bad screen layout before it is journaled. Returns 0,
+ * ENGINE_BAD_LAYOUT (with `*problem` filled when non-NULL), or ENGINE_ENOMEM.
+ */
+int engine_layout_validate(const engine_layout_spec *spec, engine_problem *problem);
+
 /** Deletes a layout no showtime uses. ENGINE_UNKNOWN_LAYOUT, ENGINE_LAYOUT_IN_USE. */
 engine_result engine_layout_delete(engine *e, int64_t now_ms, uint64_t layout_id,
                                    engine_record *rec);
@@ -448,6 +455,12 @@ int64_t engine_holds_next_expiry_ms(const engine *e);
 
 /** Number of live holds (including expired ones not yet swept). */
 uint32_t engine_holds_live(const engine *e);
+
+/**
+ * Seats held and sold across every showtime, and the number of showtimes
+ * (for metrics). O(showtimes_max): call now and then, not per request.
+ */
+void engine_seat_totals(const engine *e, uint64_t *held, uint64_t *sold, uint32_t *showtimes);
 
 /**
  * Confirms a live hold into a booking paid with `payment`, for the hold's

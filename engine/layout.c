@@ -345,6 +345,26 @@ static int layout_derive(engine__layout *l, engine_problem *problem)
     return 0;
 }
 
+int engine_layout_validate(const engine_layout_spec *spec, engine_problem *problem)
+{
+    ENGINE_ASSERT(spec != NULL);
+    uint8_t *blob = NULL;
+    uint32_t blob_len = 0;
+    int rc = engine__layout_encode(spec, &blob, &blob_len, problem);
+    if (rc != 0)
+        return rc;
+    /* The same parse and derivation as an install, so the verdict is the
+     * same; the layout built is thrown away (and its blob with it). */
+    engine__layout l;
+    rc = engine__layout_build(0, blob, blob_len, &l, problem);
+    if (rc != 0) {
+        free(blob); /* on failure the blob stays ours */
+        return rc;
+    }
+    engine__layout_free(&l);
+    return 0;
+}
+
 int engine__layout_build(uint64_t id, uint8_t *blob, uint32_t blob_len, engine__layout *out,
                          engine_problem *problem)
 {

@@ -110,16 +110,27 @@ void net__respond(net_request *req, int status, const char *content_type, const 
     size_t cap = 256 + strlen(content_type) + strlen(extra) + body_len;
     req->resp = malloc(cap);
     NET_ASSERT(req->resp != NULL);
-    int n = snprintf(req->resp, cap,
+    int n;
+    if (status == 204 || status == 304) {
+        /* No content, and no Content-Length or Content-Type (RFC 9110 8.6,
+         * 15.4.5): a 304's length would have to be the 200's. */
+        NET_ASSERT(body_len == 0);
+        n = snprintf(req->resp, cap, "HTTP/1.1 %d %s\r\nDate: %s\r\n%s%s\r\n", status,
+                     status_text(status), http_date(),
+                     req->close_after ? "Connection: close\r\n" : "", extra);
+    } else {
+        n = snprintf(req->resp, cap,
                      "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s"
                      "\r\n",
                      status, status_text(status), http_date(), content_type, body_len,
                      req->close_after ? "Connection: close\r\n" : "", extra);
+    }
     NET_ASSERT(n > 0 && (size_t)n + body_len <= cap);
     if (req->method == HTTP_HEAD)
         body_len = 0;
     if (body_len > 0)
         memcpy(req->resp + n, body, body_len);
+    req->resp_body_off = (size_t)n;
     req->resp_len = (size_t)n + body_len;
     req->status = status;
 }
@@ -168,6 +179,8 @@ static net_request *request_new(net_conn *c)
     net_request *r = calloc(1, sizeof(*r));
     NET_ASSERT(r != NULL);
     r->conn = c;
+    r->shard = c->shard;
+    r->route_id = -1;
     r->seq = c->next_seq++;
     r->start_ns = uv_hrtime();
     r->keep_alive = true;
@@ -179,14 +192,27 @@ static void request_free(net_request *r)
 {
     if (r == NULL)
         return;
+    if (r->busy) {
+        /* A job owns it: it is freed when the job returns (net__request_finish). */
+        r->orphan = true;
+        r->conn = NULL;
+        return;
+    }
+    json_decref(r->job.body);
+    free(r->job.text);
     free(r->body);
     free(r->resp);
     free(r);
 }
 
+void net__request_free(net_request *r)
+{
+    request_free(r);
+}
+
 static void record_metrics(net_request *r)
 {
-    net_metrics *m = &r->conn->shard->m;
+    net_metrics *m = &r->shard->m;
     uint64_t ns = uv_hrtime() - r->start_ns;
     atomic_fetch_add(&m->requests, 1);
     atomic_fetch_add(&m->latency_sum_ns, ns);
@@ -196,16 +222,44 @@ static void record_metrics(net_request *r)
         b++;
     atomic_fetch_add(&m->latency_hist[b], 1);
     int cls = r->status / 100;
-    if (cls >= 1 && cls <= 5)
+    if (cls >= 1 && cls <= 5) {
         atomic_fetch_add(&m->status_class[cls], 1);
+        int slot = r->route_id >= 0 && r->route_id < NET_ROUTE_SLOTS - 1 ? r->route_id
+                                                                         : NET_ROUTE_SLOTS - 1;
+        atomic_fetch_add(&m->route_status[slot][cls], 1);
+    }
 }
 
 void net__request_finish(net_request *req)
 {
-    NET_ASSERT(req->resp != NULL && !req->done);
+    if (req->dispatching) {
+        req->finish_pending = true;
+        return;
+    }
+    NET_ASSERT(req->resp != NULL && !req->done && !req->busy);
     req->done = true;
     record_metrics(req);
+    if (req->internal) {
+        net_server *s = req->shard->server;
+        uv_mutex_lock(&s->call_mu);
+        s->call_done = true;
+        uv_cond_signal(&s->call_cond);
+        uv_mutex_unlock(&s->call_mu);
+        return;
+    }
+    if (req->orphan) {
+        request_free(req);
+        return;
+    }
     conn_flush(req->conn);
+}
+
+void net__respond_reset(net_request *req)
+{
+    free(req->resp);
+    req->resp = NULL;
+    req->resp_len = 0;
+    req->status = 0;
 }
 
 /* ---- Writing ---------------------------------------------------------------- */

@@ -17,14 +17,17 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "engine.h"
 
 enum {
-    NET_SHARDS_MAX = 64,
-    NET_EADDR = -32001,   /* --listen is not ADDR:PORT with a numeric address */
-    NET_ECONFIG = -32002, /* a configuration value is out of range */
-    NET_ERECOVER = -32003 /* a shard could not be recovered (see the log) */
+    NET_SHARDS_MAX = 32,   /* hold and booking ids (shard << 48 | n) stay below 2^53 for JSON */
+    NET_EADDR = -32001,    /* --listen is not ADDR:PORT with a numeric address */
+    NET_ECONFIG = -32002,  /* a configuration value is out of range */
+    NET_ERECOVER = -32003, /* a shard could not be recovered (see the log) */
+    NET_ELOCKED = -32004,  /* another usherd holds the data directory */
+    NET_ESECRET = -32005   /* the JWT secret is unusable (see the log) */
 };
 
 /** Describes a net error (or -errno). Never NULL. */
@@ -45,6 +48,10 @@ typedef struct net_config {
     uint64_t snapshot_wal_bytes; /* 0 = 64 MiB */
     uint64_t snapshot_interval_ms; /* 0 = 60 s */
     engine_config engine;          /* per shard; id_prefix is set to the shard number */
+    uint32_t idempotency_keys;     /* Idempotency-Key answers kept per shard (oldest go first) */
+    uint32_t token_ttl_s;          /* lifetime of a login token */
+    bool password_cost_min;        /* argon2id at libsodium's MIN limits: tests only */
+    bool no_listen;                /* serve no socket (usherd --create-admin) */
 } net_config;
 
 /** Fills the defaults documented in `usherd --help`. */
@@ -66,6 +73,22 @@ int net_server_start(const net_config *c, net_server **out, uint16_t *port);
  * snapshot and closes its WAL.
  */
 void net_server_stop(net_server *s);
+
+/**
+ * Runs one API request inside the server, as an administrator, from a thread
+ * that is not a shard thread (usherd's main thread: --demo, --create-admin),
+ * and waits for its answer. `body` may be NULL. On return *status is the
+ * HTTP status and *resp a malloc'd NUL-terminated body (caller frees).
+ * Returns 0, or -ENOMEM. One call at a time.
+ */
+int net_server_call(net_server *s, const char *method, const char *path, const char *body,
+                    int *status, char **resp);
+
+/** Writes one logfmt line on stderr: ts=... level=LEVEL msg="MSG". */
+void net_log(const char *level, const char *msg);
+
+/** Prints "METHOD /path/:id" for every API route, one per line (docs checks). */
+void net_routes_print(FILE *out);
 
 /** Waits for every shard thread to finish, then frees the server. Returns 0 or the first error. */
 int net_server_wait(net_server *s);

@@ -4,7 +4,10 @@
 #ifndef USHER_NET_INTERNAL_H
 #define USHER_NET_INTERNAL_H
 
+#include "auth.h"
+#include "catalog.h"
 #include "net.h"
+#include "ring.h"
 #include "snapshot.h"
 #include "wal.h"
 
@@ -29,9 +32,58 @@ enum {
     NET_HEADERS_MAX = 100 /* header fields per request; beyond: 431 */
 };
 
-typedef struct net_request {
-    net_conn *conn;
-    uint32_t seq; /* position on its connection */
+/* ---- Jobs: work that leaves the loop turn that parsed its request ----------------
+ * A request is parsed on the shard that accepted its connection (the origin).
+ * Work on state another shard owns travels there as a job over the SPSC
+ * rings, runs on that shard's thread (the target), may wait there until the
+ * WAL made its records durable (and, for catalog changes, until LMDB has
+ * them), and comes back over the reverse ring. While a job is away its
+ * request belongs to the job: the origin does not touch it, and a connection
+ * that closes meanwhile leaves it orphaned (freed when the job returns). */
+typedef struct net_job net_job;
+typedef struct net_request net_request;
+typedef void (*net_job_fn)(net_shard *sh, net_job *j);
+
+struct net_job {
+    net_request *req; /* the request answered; for a scatter part, the parent's */
+    net_job *parent;  /* scatter part: the job that gathers */
+    uint32_t origin, target;
+    net_job_fn run;    /* on the target */
+    net_job_fn back;   /* on the origin once it returns; NULL: finish the request */
+    uint64_t wait_lsn; /* target: deliver once durable_lsn >= this */
+    bool wait_catalog; /* ... and once the catalog has applied it */
+    bool failed;       /* scatter part: could not run (ring full) */
+    net_job *next;     /* wait queues */
+    /* Caller and arguments, set by the origin. */
+    uint64_t user_id;
+    auth_role role;
+    json_t *body; /* parsed request body, owned (NULL if none) */
+    uint64_t id;  /* the :id in the path, or the resource the job is for */
+    uint64_t new_id;
+    char *text;     /* job-specific string (owned), e.g. a password hash */
+    void *out;      /* scatter part: results (owned) */
+    size_t out_len; /* ... their count */
+    uint64_t total; /* ... and the total before paging */
+    uint32_t parts_pending;
+    net_job **parts;
+    uint64_t idem_fp; /* idempotency: fingerprint of method, path and body */
+    uint32_t idem_slot, idem_gen;
+    bool idem;
+    bool part;           /* a scatter part (a failure marks it, the gather answers) */
+    net_job_fn exec;     /* idempotent request: the operation, run on ... */
+    uint32_t exec_shard; /* ... this shard after the key's home checked the key */
+};
+
+struct net_request {
+    net_conn *conn; /* NULL for an internal call (usherd --demo / --create-admin) */
+    net_shard *shard;
+    bool busy;     /* a job or threadpool task owns it */
+    bool orphan;   /* its connection closed while busy: free when the job returns */
+    bool internal; /* made by net_server_call(): finishing signals the caller */
+    bool dispatching, finish_pending; /* see net__dispatch */
+    net_job job;
+    uv_work_t work; /* threadpool tasks (password hashing) */
+    uint32_t seq;   /* position on its connection */
     llhttp_method_t method;
     char url[NET_URL_MAX]; /* path and query, NUL-terminated */
     size_t url_len;
@@ -39,8 +91,8 @@ typedef struct net_request {
     size_t body_len, body_cap;
     bool keep_alive;
     /* Headers the API uses, copied (bounded by header_bytes_max overall). */
-    char authorization[1024];
-    char idempotency_key[128];
+    char authorization[AUTH_TOKEN_MAX + 16]; /* "Bearer " and a token up to AUTH_TOKEN_MAX */
+    char idempotency_key[256];               /* longer than 64 is refused with 400; past 255, 431 */
     char if_none_match[128];
     char content_type[128];
     char expect[32];
@@ -48,11 +100,13 @@ typedef struct net_request {
     bool done;
     char *resp; /* owned */
     size_t resp_len;
-    bool close_after; /* connection closes after this response */
+    size_t resp_body_off; /* where the body starts in resp (internal calls read it) */
+    bool close_after;     /* connection closes after this response */
     uint64_t start_ns;
     int status;
     const char *route; /* for metrics: a fixed route name */
-} net_request;
+    int route_id;      /* index into the route table, -1 if none */
+};
 
 /* Builds a complete response into req (status line, headers, body). Extra
  * headers (may be NULL) are CRLF-terminated lines. */
@@ -63,6 +117,12 @@ void net__respond(net_request *req, int status, const char *content_type, const 
  * field may be NULL. */
 void net__respond_problem(net_request *req, int status, const char *type, const char *title,
                           const char *detail, const char *field, const char *extra_headers);
+
+/* Drops a response built earlier (e.g. to replace it with an error). */
+void net__respond_reset(net_request *req);
+
+/* Frees a request nobody will answer (orphaned). */
+void net__request_free(net_request *req);
 
 /* Marks the request done and sends what can be sent in order. */
 void net__request_finish(net_request *req);
@@ -100,6 +160,8 @@ struct net_conn {
 
 /* ---- Shards ----------------------------------------------------------------- */
 
+enum { NET_ROUTE_SLOTS = 48 /* > the number of routes; the last counts the rest */ };
+
 typedef struct net_route_stats {
     _Atomic uint64_t count[6]; /* by status class: 1xx..5xx, [0] unused */
 } net_route_stats;
@@ -111,7 +173,45 @@ typedef struct net_metrics {
     _Atomic uint64_t latency_hist[16]; /* request latency < 2^(i+4) µs; last: the rest */
     _Atomic uint64_t latency_sum_ns;
     _Atomic uint64_t status_class[6];
+    _Atomic uint64_t holds, confirms, cancels, expiries, releases;
+    _Atomic uint64_t forwarded, forward_refused, backlog_refused;
+    _Atomic uint64_t seats_held, seats_sold, showtimes; /* gauges, refreshed each tick */
+    _Atomic uint64_t catalog_applied_lsn;
+    _Atomic uint64_t route_status[NET_ROUTE_SLOTS][6]; /* by route id (last: other), class */
+    /* WAL writer statistics, copied each tick (the writer's are loop-thread only). */
+    _Atomic uint64_t wal_records, wal_batches, wal_syncs, wal_sync_ns, wal_bytes;
+    _Atomic uint64_t wal_sync_hist[24];
+    _Atomic uint64_t waitq_len;
 } net_metrics;
+
+enum {
+    NET_EXPIRED_RECENT = 8192, /* remembered expired hold ids per shard (a power of two) */
+    NET_RING_SLOTS = 4096,     /* per direction between two shards (a power of two) */
+    NET_OUTSTANDING_MAX = 2048 /* jobs one shard may have away at another; beyond: 503 */
+};
+
+typedef struct net_mail {
+    uint8_t kind; /* NET_MAIL_RUN or NET_MAIL_BACK */
+    net_job *job;
+} net_mail;
+enum { NET_MAIL_RUN = 1, NET_MAIL_BACK = 2 };
+
+/* Per-shard idempotency table (api.c). */
+typedef struct net_idem_entry net_idem_entry;
+typedef struct net_idem {
+    net_idem_entry *entries; /* ring of `cap`, oldest at head */
+    uint32_t *buckets;       /* hash -> entry index + 1 (0: empty), chained through entries */
+    uint32_t cap, mask, head, count;
+    uint32_t gen;
+} net_idem;
+
+/* A catalog change journaled but not yet in LMDB. */
+typedef struct net_cat_pending {
+    uint64_t lsn;
+    catalog_change ch; /* json points into `buf` */
+    uint8_t *buf;
+    struct net_cat_pending *next;
+} net_cat_pending;
 
 struct net_shard {
     uint32_t id;
@@ -131,7 +231,28 @@ struct net_shard {
     _Atomic int ready;     /* 1 serving, 0 recovering or stopped */
     _Atomic int wal_error; /* 0, or the error that fail-stopped the WAL */
     _Atomic uint64_t durable_lsn, last_lsn, live_holds, snapshots, snapshot_lsn;
+    /* Jobs (mail.c). */
+    uv_async_t mail;
+    uint32_t outstanding[NET_SHARDS_MAX]; /* jobs away at each shard */
+    uint32_t local_busy;                  /* threadpool tasks and local waits */
+    net_job *waitq, *waitq_tail;          /* waiting for durability, by LSN */
+    uint32_t waitq_len;
+    net_job *catq, *catq_tail; /* waiting for the catalog to apply */
+    net_cat_pending *cat_pending, *cat_pending_tail;
+    bool cat_applying;
+    uint64_t cat_applied_lsn;
+    uv_work_t cat_work;
+    net_cat_pending *cat_batch; /* being applied by cat_work */
+    uint64_t cat_batch_lsn;
+    int cat_batch_rc;
+    net_job *cat_writes, *cat_writes_tail; /* updates waiting for earlier changes to apply */
+    auth_cache tokens;
+    net_idem idem;
+    /* Ids of recently expired holds (direct-mapped, lossy): a confirm of one
+     * answers "expired" rather than the engine's "ended". */
+    uint64_t expired_recent[NET_EXPIRED_RECENT];
     bool stopping;
+    bool drained;
     int stop_phase; /* server.c: drain, final snapshot, WAL close */
     uint64_t stop_started_ms;
     int exit_rc;
@@ -140,6 +261,18 @@ struct net_shard {
 
 struct net_server {
     net_config cfg;
+    catalog *cat;
+    auth_jwt_key jwt;
+    auth_password_opts pw_opts;
+    _Atomic uint64_t next_id; /* catalog ids (theaters, screens, movies, showtimes, users) */
+    net__ring *rings;         /* [from * nshards + to] */
+    _Atomic uint32_t drained; /* shards that finished draining at shutdown */
+    int lock_fd;              /* flock on DATA_DIR/LOCK */
+    /* Internal calls (net_server_call), made from non-shard threads. */
+    uv_mutex_t call_mu;
+    uv_cond_t call_cond;
+    net_request *call_inbox;
+    bool call_done;
     char listen_host[64];
     uint16_t port;
     uint32_t nshards;
@@ -152,7 +285,42 @@ struct net_server {
 void net__conn_accept(net_shard *sh, uv_stream_t *listener);
 void net__conn_close_all(net_shard *sh, bool force);
 
-/* server.c: route a complete request (loop thread). */
+/* api.c: once per process, before the shard threads start. */
+void net__api_init(net_server *s);
+/* api.c: route a complete request (loop thread). */
 void net__dispatch(net_request *req);
+int net__idem_init(net_idem *t, uint32_t cap);
+void net__idem_free(net_idem *t);
+
+/* server.c */
+void net__route_livez(net_request *r);
+void net__route_readyz(net_request *r);
+void net__route_metrics(net_request *r);
+/* api.c: "METHOD /pattern" of route `id`, or NULL past the last. */
+const char *net__route_label(int id, char *buf, size_t cap);
+int64_t net__now_ms(net_shard *sh);
+int64_t net__journal(net_shard *sh, const engine_record *rec);
+/* Expires due holds (journaled, remembered for "expired" answers). */
+void net__holds_sweep(net_shard *sh, int64_t now);
+
+/* mail.c */
+int net__mail_init(net_server *s);
+void net__mail_free(net_server *s);
+void net__on_mail(uv_async_t *a);
+/* Sends `j` to run on `target` (or runs it now when that is this shard).
+ * False when the ring to `target` is at its bound: nothing was sent. */
+bool net__job_send(net_shard *sh, net_job *j, uint32_t target);
+/* On the target, once the job's answer is built: waits as asked, then
+ * returns the job to its origin. */
+void net__job_complete(net_shard *sh, net_job *j);
+/* WAL progress and failure (called from server.c's callbacks). */
+void net__jobs_durable(net_shard *sh, uint64_t durable_lsn);
+void net__jobs_wal_failed(net_shard *sh);
+/* Journals a catalog change in this shard's WAL; returns the LSN or < 0. */
+int64_t net__catalog_journal(net_shard *sh, const catalog_change *ch);
+/* Starts applying durable catalog changes (and advancing the applied LSN). */
+void net__catalog_kick(net_shard *sh);
+/* True when this shard has nothing away, nothing waiting, nothing in the pool. */
+bool net__jobs_idle(net_shard *sh);
 
 #endif /* USHER_NET_INTERNAL_H */

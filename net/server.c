@@ -5,12 +5,14 @@
 #include "net_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -36,6 +38,10 @@ const char *net_strerror(int err)
         return "configuration value out of range";
     case NET_ERECOVER:
         return "a shard could not be recovered";
+    case NET_ELOCKED:
+        return "another usherd is using this data directory";
+    case NET_ESECRET:
+        return "the JWT secret is unusable";
     default:
         return err < 0 && err > -4096 ? uv_strerror(err) : "unknown error";
     }
@@ -66,6 +72,11 @@ void net__log(const char *level, const char *msg, const char *fmt, ...)
     fprintf(stderr, "%.*s\n", n, line);
 }
 
+void net_log(const char *level, const char *msg)
+{
+    net__log(level, msg, NULL);
+}
+
 void net_config_default(net_config *c)
 {
     memset(c, 0, sizeof(*c));
@@ -79,6 +90,8 @@ void net_config_default(net_config *c)
     c->request_timeout_ms = 10000;
     c->idle_timeout_ms = 60000;
     c->backlog = 4096;
+    c->idempotency_keys = 65536;
+    c->token_ttl_s = 86400;
     engine_config_default(&c->engine);
 }
 
@@ -86,7 +99,7 @@ void net_config_default(net_config *c)
 
 /* Engine time: wall-clock ms, never going backwards on a shard (an NTP step
  * back must not make the engine refuse every request). */
-static int64_t shard_now_ms(net_shard *sh)
+int64_t net__now_ms(net_shard *sh)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -99,7 +112,7 @@ static int64_t shard_now_ms(net_shard *sh)
 
 /* Appends an engine record to the shard's WAL; returns its LSN or a negative
  * WAL error. The state change it describes is already applied. */
-static int64_t shard_journal(net_shard *sh, const engine_record *rec)
+int64_t net__journal(net_shard *sh, const engine_record *rec)
 {
     int64_t lsn = snapshot_record_append(sh->wal, rec);
     if (lsn > 0)
@@ -114,6 +127,7 @@ static void on_durable(wal_writer *w, uint64_t lsn, void *arg)
     atomic_store(&sh->durable_lsn, lsn);
     if (sh->sched != NULL)
         snapshot_scheduler_durable(sh->sched, lsn);
+    net__jobs_durable(sh, lsn);
 }
 
 static void on_wal_failed(wal_writer *w, int err, void *arg)
@@ -124,9 +138,98 @@ static void on_wal_failed(wal_writer *w, int err, void *arg)
     atomic_store(&sh->ready, 0);
     net__log("error", "write-ahead log failed; shard refuses writes until restarted",
              "shard=%" PRIu32 " error=\"%s\"", sh->id, wal_strerror(err));
+    net__jobs_wal_failed(sh);
 }
 
 /* ---- Recovery ------------------------------------------------------------------ */
+
+/* The engine pass of recovery skips catalog records: catalog_recover reads
+ * them separately, from the catalog's own applied LSN. */
+static int skip_catalog_record(void *arg, const wal_record *rec)
+{
+    (void)arg;
+    return rec->type == CATALOG_REC_PUT || rec->type == CATALOG_REC_DELETE ? 0 : -1;
+}
+
+/* Applies the catalog changes in the shard's WAL after what LMDB has. */
+static int catalog_recover(net_shard *sh)
+{
+    net_server *s = sh->server;
+    uint64_t from = catalog_applied_lsn(s->cat, sh->id) + 1;
+    uint64_t last = atomic_load(&sh->last_lsn);
+    if (from > last) {
+        sh->cat_applied_lsn = last;
+        return 0;
+    }
+    char wal_dir[4300];
+    snprintf(wal_dir, sizeof(wal_dir), "%s/wal", sh->dir);
+    wal_reader *rd;
+    int rc = wal_reader_open(wal_dir, from, NULL, &rd);
+    if (rc != 0) {
+        net__log("error", "catalog recovery: cannot read the WAL",
+                 "shard=%" PRIu32 " from_lsn=%" PRIu64 " error=\"%s\"", sh->id, from,
+                 wal_strerror(rc));
+        return NET_ERECOVER;
+    }
+    enum { CHUNK = 256 };
+    catalog_change chs[CHUNK];
+    uint8_t *bufs[CHUNK];
+    size_t n = 0;
+    uint64_t applied = 0, lsn = from - 1;
+    wal_record rec;
+    for (;;) {
+        rc = wal_reader_next(rd, &rec);
+        if (rc < 0) {
+            net__log("error", "catalog recovery: WAL unreadable", "shard=%" PRIu32 " error=\"%s\"",
+                     sh->id, wal_reader_error(rd));
+            break;
+        }
+        bool end = rc == 0 || rec.lsn > last;
+        if (!end && (rec.type == CATALOG_REC_PUT || rec.type == CATALOG_REC_DELETE)) {
+            /* The reader's buffer is reused: keep a copy until applied. */
+            bufs[n] = malloc(rec.payload_len ? rec.payload_len : 1);
+            NET_ASSERT(bufs[n] != NULL);
+            memcpy(bufs[n], rec.payload, rec.payload_len);
+            if (catalog_change_decode(rec.type, bufs[n], rec.payload_len, &chs[n]) != 0) {
+                net__log("error", "catalog recovery: malformed catalog record",
+                         "shard=%" PRIu32 " lsn=%" PRIu64, sh->id, rec.lsn);
+                free(bufs[n]);
+                rc = -1;
+                break;
+            }
+            n++;
+        }
+        if (!end)
+            lsn = rec.lsn;
+        if (n == CHUNK || (end && lsn >= from)) {
+            rc = catalog_apply(s->cat, sh->id, end ? last : lsn, chs, n);
+            for (size_t i = 0; i < n; i++)
+                free(bufs[i]);
+            applied += n;
+            n = 0;
+            if (rc != 0) {
+                net__log("error", "catalog recovery: apply failed",
+                         "shard=%" PRIu32 " error=\"%s\" detail=\"%s\"", sh->id,
+                         catalog_strerror(rc), catalog_last_error());
+                break;
+            }
+        }
+        if (end) {
+            rc = 0;
+            break;
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        free(bufs[i]);
+    wal_reader_close(rd);
+    if (rc != 0)
+        return NET_ERECOVER;
+    sh->cat_applied_lsn = last;
+    net__log("info", "catalog recovered",
+             "shard=%" PRIu32 " from_lsn=%" PRIu64 " changes=%" PRIu64 " applied_lsn=%" PRIu64,
+             sh->id, from, applied, last);
+    return 0;
+}
 
 static int shard_recover(net_shard *sh)
 {
@@ -141,7 +244,8 @@ static int shard_recover(net_shard *sh)
                                .shard = sh->id,
                                .cfg = c->engine,
                                .use_snapshot = true,
-                               .repair = true};
+                               .repair = true,
+                               .other_cb = skip_catalog_record};
     o.cfg.id_prefix = (uint16_t)sh->id;
     snapshot_recovery rep;
     int rc = snapshot_recover(&o, &sh->e, &rep);
@@ -174,6 +278,8 @@ static void recover_thread(void *arg)
 {
     recover_job *j = arg;
     j->rc = shard_recover(j->sh);
+    if (j->rc == 0)
+        j->rc = catalog_recover(j->sh);
 }
 
 /* ---- The shard loop ----------------------------------------------------------------- */
@@ -189,16 +295,27 @@ static void on_tick(uv_timer_t *t)
     }
     if (atomic_load(&sh->wal_error) == 0) {
         /* Expired holds give their seats back; each expiry is journaled. */
-        engine_record recs[256];
-        size_t n;
-        do {
-            n = engine_holds_expire(sh->e, shard_now_ms(sh), recs, NULL, 256);
-            for (size_t i = 0; i < n; i++)
-                shard_journal(sh, &recs[i]);
-        } while (n == 256);
+        net__holds_sweep(sh, net__now_ms(sh));
         snapshot_scheduler_tick(sh->sched, uv_now(&sh->loop));
     }
+    net__catalog_kick(sh);
     atomic_store(&sh->live_holds, engine_holds_live(sh->e));
+    uint64_t held, sold;
+    uint32_t shows;
+    engine_seat_totals(sh->e, &held, &sold, &shows);
+    atomic_store(&sh->m.seats_held, held);
+    atomic_store(&sh->m.seats_sold, sold);
+    atomic_store(&sh->m.showtimes, shows);
+    atomic_store(&sh->m.waitq_len, sh->waitq_len);
+    wal_stats ws;
+    wal_writer_stats(sh->wal, &ws);
+    atomic_store(&sh->m.wal_records, ws.records);
+    atomic_store(&sh->m.wal_batches, ws.batches);
+    atomic_store(&sh->m.wal_syncs, ws.syncs);
+    atomic_store(&sh->m.wal_sync_ns, ws.sync_ns_total);
+    atomic_store(&sh->m.wal_bytes, ws.durable_bytes);
+    for (int i = 0; i < 24; i++)
+        atomic_store(&sh->m.wal_sync_hist[i], ws.sync_ns_hist[i]);
     snapshot_sched_stats st;
     snapshot_scheduler_stats(sh->sched, &st);
     atomic_store(&sh->snapshots, st.written);
@@ -220,6 +337,7 @@ static void on_wal_closed(wal_writer *w, void *arg)
              atomic_load(&sh->durable_lsn));
     uv_close((uv_handle_t *)&sh->tick, NULL);
     uv_close((uv_handle_t *)&sh->wake, NULL);
+    uv_close((uv_handle_t *)&sh->mail, NULL);
 }
 
 enum { STOP_DRAIN = 1, STOP_SNAPSHOT, STOP_WAL, STOP_DONE };
@@ -237,6 +355,20 @@ static void shard_stop_step(net_shard *sh)
         if (sh->nconns > 0 && uv_now(&sh->loop) - sh->stop_started_ms >= DRAIN_MS)
             net__conn_close_all(sh, true);
         if (sh->nconns > 0)
+            return;
+        /* No connection is left, so this shard sends no new job; it still
+         * runs jobs from shards that are draining, until every shard is done
+         * (a shard that closed its WAL could not answer them). */
+        if (!net__jobs_idle(sh) && atomic_load(&sh->wal_error) == 0)
+            return;
+        if (!sh->drained) {
+            sh->drained = true;
+            atomic_fetch_add(&sh->server->drained, 1);
+        }
+        if (atomic_load(&sh->server->drained) < sh->server->nshards)
+            return;
+        net__catalog_kick(sh);
+        if (sh->cat_applying)
             return;
         if (atomic_load(&sh->wal_error) == 0 &&
             atomic_load(&sh->last_lsn) != atomic_load(&sh->snapshot_lsn)) {
@@ -269,7 +401,8 @@ static void on_wake(uv_async_t *a)
         return;
     sh->stopping = true;
     atomic_store(&sh->ready, 0);
-    uv_close((uv_handle_t *)&sh->listener, on_listener_closed);
+    if (!sh->server->cfg.no_listen)
+        uv_close((uv_handle_t *)&sh->listener, on_listener_closed);
     sh->stop_started_ms = uv_now(&sh->loop);
     net__conn_close_all(sh, false);
     uv_timer_start(&sh->tick, on_tick, 0, TICK_MS);
@@ -355,6 +488,62 @@ static void shard_free(net_shard *sh)
 {
     engine_destroy(sh->e);
     snapshot_store_close(sh->store);
+    auth_cache_close(&sh->tokens);
+    net__idem_free(&sh->idem);
+    while (sh->cat_pending != NULL) {
+        net_cat_pending *p = sh->cat_pending;
+        sh->cat_pending = p->next;
+        free(p->buf);
+        free(p);
+    }
+}
+
+static void server_free(net_server *s)
+{
+    for (uint32_t i = 0; s->shards != NULL && i < s->nshards; i++)
+        shard_free(&s->shards[i]);
+    net__mail_free(s);
+    catalog_close(s->cat);
+    auth_jwt_key_close(&s->jwt);
+    if (s->lock_fd >= 0)
+        close(s->lock_fd);
+    uv_mutex_destroy(&s->call_mu);
+    uv_cond_destroy(&s->call_cond);
+    free(s->shards);
+    free(s);
+}
+
+/* One server per data directory: a second one would interleave WAL writes. */
+static int data_dir_lock(net_server *s)
+{
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/LOCK", s->cfg.data_dir);
+    s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (s->lock_fd < 0)
+        return -errno;
+    if (flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+        int rc = errno == EWOULDBLOCK ? NET_ELOCKED : -errno;
+        return rc;
+    }
+    return 0;
+}
+
+/* The JWT signing key: USHER_JWT_SECRET, else DATA_DIR/jwt.secret (created
+ * once, mode 0600). */
+static int jwt_setup(net_server *s)
+{
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/jwt.secret", s->cfg.data_dir);
+    uint8_t secret[AUTH_SECRET_MAX];
+    size_t len = 0;
+    int rc = auth_secret_resolve(getenv("USHER_JWT_SECRET"), path, secret, &len);
+    if (rc == 0)
+        rc = auth_jwt_key_init(&s->jwt, secret, len, "usher", "usher-api", 30);
+    memset(secret, 0, sizeof(secret));
+    if (rc != 0)
+        net__log("error", "JWT secret unusable", "path=\"%s\" error=\"%s\"", path,
+                 auth_strerror(rc));
+    return rc == 0 ? 0 : NET_ESECRET;
 }
 
 int net_server_start(const net_config *cfg, net_server **out, uint16_t *port)
@@ -363,6 +552,12 @@ int net_server_start(const net_config *cfg, net_server **out, uint16_t *port)
     if (s == NULL)
         return -ENOMEM;
     s->cfg = *cfg;
+    s->lock_fd = -1;
+    uv_mutex_init(&s->call_mu);
+    uv_cond_init(&s->call_cond);
+    s->pw_opts =
+        cfg->password_cost_min ? auth_password_opts_min() : auth_password_opts_interactive();
+    net__api_init(s);
     if (s->cfg.shards == 0) {
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
         s->cfg.shards = cpus < 1 ? 1 : cpus > NET_SHARDS_MAX ? NET_SHARDS_MAX : (uint32_t)cpus;
@@ -383,14 +578,46 @@ int net_server_start(const net_config *cfg, net_server **out, uint16_t *port)
         rc = -errno;
         net__log("error", "cannot create data directory", "dir=\"%s\" error=\"%s\"",
                  s->cfg.data_dir, strerror(errno));
-        free(s);
+        server_free(s);
         return rc;
     }
     s->nshards = s->cfg.shards;
     s->shards = calloc(s->nshards, sizeof(*s->shards));
     if (s->shards == NULL) {
-        free(s);
+        server_free(s);
         return -ENOMEM;
+    }
+    rc = data_dir_lock(s);
+    if (rc == 0)
+        rc = auth_init() == 0 ? jwt_setup(s) : NET_ESECRET;
+    if (rc == 0) {
+        char cat_dir[4200];
+        snprintf(cat_dir, sizeof(cat_dir), "%s/catalog", s->cfg.data_dir);
+        rc = catalog_open(cat_dir, s->nshards, 0, &s->cat);
+        if (rc == CATALOG_ESHARDS)
+            net__log("error", "the data directory was created with another shard count",
+                     "dir=\"%s\" shards=%" PRIu32
+                     " hint=\"start with the --shards it was created with\"",
+                     s->cfg.data_dir, s->nshards);
+        else if (rc != 0)
+            net__log("error", "cannot open the catalog", "dir=\"%s\" error=\"%s\" detail=\"%s\"",
+                     cat_dir, catalog_strerror(rc), catalog_last_error());
+        if (rc != 0)
+            rc = NET_ERECOVER;
+    }
+    if (rc == 0)
+        rc = net__mail_init(s);
+    for (uint32_t i = 0; rc == 0 && i < s->nshards; i++) {
+        rc = auth_cache_init(&s->shards[i].tokens, 4096);
+        if (rc == 0)
+            rc = net__idem_init(&s->shards[i].idem, s->cfg.idempotency_keys);
+    }
+    if (rc != 0) {
+        if (rc == NET_ELOCKED)
+            net__log("error", "another usherd uses this data directory", "dir=\"%s\"",
+                     s->cfg.data_dir);
+        server_free(s);
+        return rc;
     }
 
     /* Recover every shard in parallel: each is independent. */
@@ -407,6 +634,7 @@ int net_server_start(const net_config *cfg, net_server **out, uint16_t *port)
         if (jobs[i].rc != 0 && rc == 0)
             rc = jobs[i].rc;
     }
+    atomic_store(&s->next_id, catalog_max_id(s->cat) + 1);
 
     /* Loops, WAL writers, snapshot stores, listeners. Shard 0 binds first so
      * that port 0 becomes a real port the others share. */
@@ -425,12 +653,14 @@ int net_server_start(const net_config *cfg, net_server **out, uint16_t *port)
                                 .arg = sh};
         rc = wal_writer_open(&sh->loop, &wc, &sh->wal);
         if (rc == 0)
+            wal_writer_keep_after(sh->wal, sh->cat_applied_lsn);
+        if (rc == 0)
             rc = snapshot_store_open(snap_dir, i, 0, &sh->store);
         snapshot_policy pol = {.wal_bytes = s->cfg.snapshot_wal_bytes,
                                .interval_ms = s->cfg.snapshot_interval_ms};
         if (rc == 0)
             rc = snapshot_scheduler_open(&sh->loop, sh->e, sh->wal, sh->store, &pol, &sh->sched);
-        if (rc == 0)
+        if (rc == 0 && !s->cfg.no_listen)
             rc = shard_listen(sh, (struct sockaddr *)&addr,
                               addr.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
                                                          : sizeof(struct sockaddr_in));
@@ -439,7 +669,7 @@ int net_server_start(const net_config *cfg, net_server **out, uint16_t *port)
                      rc <= -30000 ? snapshot_strerror(rc) : uv_strerror(rc));
             break;
         }
-        if (i == 0) {
+        if (i == 0 && !s->cfg.no_listen) {
             int len = sizeof(addr);
             uv_tcp_getsockname(&sh->listener, (struct sockaddr *)&addr, &len);
             s->port = ntohs(addr.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&addr)->sin6_port
@@ -447,6 +677,8 @@ int net_server_start(const net_config *cfg, net_server **out, uint16_t *port)
         }
         uv_async_init(&sh->loop, &sh->wake, on_wake);
         sh->wake.data = sh;
+        uv_async_init(&sh->loop, &sh->mail, net__on_mail);
+        sh->mail.data = sh;
         uv_timer_init(&sh->loop, &sh->tick);
         sh->tick.data = sh;
         uv_timer_start(&sh->tick, on_tick, TICK_MS, TICK_MS);
@@ -454,8 +686,7 @@ int net_server_start(const net_config *cfg, net_server **out, uint16_t *port)
     if (rc != 0) {
         /* Startup failed part way: nothing was served; release what exists.
          * Loops with open handles are abandoned (the process is exiting). */
-        for (uint32_t i = 0; i < s->nshards; i++)
-            shard_free(&s->shards[i]);
+        server_free(s);
         return rc;
     }
     for (uint32_t i = 0; i < s->nshards; i++) {
@@ -485,30 +716,22 @@ int net_server_wait(net_server *s)
         uv_thread_join(&s->shards[i].thread);
         if (s->shards[i].exit_rc != 0 && rc == 0)
             rc = s->shards[i].exit_rc;
-        shard_free(&s->shards[i]);
     }
-    free(s->shards);
-    free(s);
+    server_free(s);
     return rc;
 }
 
 /* ---- Routes ---------------------------------------------------------------------------- */
 
-static bool path_is(const net_request *r, const char *path)
-{
-    size_t n = strlen(path);
-    return strncmp(r->url, path, n) == 0 && (r->url[n] == '\0' || r->url[n] == '?');
-}
-
-static void route_livez(net_request *r)
+void net__route_livez(net_request *r)
 {
     static const char body[] = "{\"status\":\"ok\"}";
     net__respond(r, 200, "application/json", NULL, body, sizeof(body) - 1);
 }
 
-static void route_readyz(net_request *r)
+void net__route_readyz(net_request *r)
 {
-    net_server *s = r->conn->shard->server;
+    net_server *s = r->shard->server;
     char body[8192];
     size_t n = 0;
     bool all = true;
@@ -548,6 +771,34 @@ static const struct shard_series {
     {"usher_holds_live", "gauge", "Live holds (including expired ones not yet swept).",
      offsetof(net_shard, live_holds)},
     {"usher_snapshots_total", "counter", "Snapshots written.", offsetof(net_shard, snapshots)},
+    {"usher_holds_total", "counter", "Holds placed.", offsetof(net_shard, m.holds)},
+    {"usher_confirms_total", "counter", "Holds confirmed into bookings.",
+     offsetof(net_shard, m.confirms)},
+    {"usher_cancels_total", "counter", "Bookings cancelled.", offsetof(net_shard, m.cancels)},
+    {"usher_releases_total", "counter", "Holds released by their owner.",
+     offsetof(net_shard, m.releases)},
+    {"usher_expiries_total", "counter", "Holds expired.", offsetof(net_shard, m.expiries)},
+    {"usher_seats_held", "gauge", "Seats held now.", offsetof(net_shard, m.seats_held)},
+    {"usher_seats_sold", "gauge", "Seats sold now.", offsetof(net_shard, m.seats_sold)},
+    {"usher_showtimes", "gauge", "Showtimes on the shard.", offsetof(net_shard, m.showtimes)},
+    {"usher_cross_shard_jobs_total", "counter", "Requests sent to another shard over the rings.",
+     offsetof(net_shard, m.forwarded)},
+    {"usher_cross_shard_refused_total", "counter",
+     "Requests refused with 503 because the ring to another shard was full.",
+     offsetof(net_shard, m.forward_refused)},
+    {"usher_durability_backlog_refused_total", "counter",
+     "Writes refused with 503 because too many waited for a sync.",
+     offsetof(net_shard, m.backlog_refused)},
+    {"usher_durability_waiting", "gauge", "Answers waiting for a WAL sync.",
+     offsetof(net_shard, m.waitq_len)},
+    {"usher_catalog_applied_lsn", "gauge", "WAL LSN up to which catalog changes are in LMDB.",
+     offsetof(net_shard, m.catalog_applied_lsn)},
+    {"usher_wal_records_total", "counter", "WAL records appended.",
+     offsetof(net_shard, m.wal_records)},
+    {"usher_wal_batches_total", "counter", "WAL group-commit batches written.",
+     offsetof(net_shard, m.wal_batches)},
+    {"usher_wal_bytes_total", "counter", "WAL bytes written and synced.",
+     offsetof(net_shard, m.wal_bytes)},
 };
 
 static uint64_t shard_load(net_shard *sh, size_t off)
@@ -556,10 +807,10 @@ static uint64_t shard_load(net_shard *sh, size_t off)
 }
 
 /* Prometheus text format 0.0.4. */
-static void route_metrics(net_request *r)
+void net__route_metrics(net_request *r)
 {
-    net_server *s = r->conn->shard->server;
-    size_t cap = 16384 + (size_t)s->nshards * 4096, n = 0;
+    net_server *s = r->shard->server;
+    size_t cap = 16384 + (size_t)s->nshards * (16384 + NET_ROUTE_SLOTS * 5 * 128), n = 0;
     char *b = malloc(cap);
     NET_ASSERT(b != NULL);
 #define OUT(...) (n += (size_t)snprintf(b + n, cap - n, __VA_ARGS__))
@@ -573,12 +824,43 @@ static void route_metrics(net_request *r)
             OUT("%s{shard=\"%" PRIu32 "\"} %" PRIu64 "\n", m->name, i,
                 shard_load(&s->shards[i], m->off));
     }
-    OUT("# HELP usher_http_requests_total HTTP requests answered, by status class.\n"
+    OUT("# HELP usher_http_requests_total HTTP requests answered, by route and status class.\n"
         "# TYPE usher_http_requests_total counter\n");
-    for (uint32_t i = 0; i < s->nshards; i++)
-        for (int c = 1; c <= 5; c++)
-            OUT("usher_http_requests_total{shard=\"%" PRIu32 "\",code=\"%dxx\"} %" PRIu64 "\n", i,
-                c, atomic_load(&s->shards[i].m.status_class[c]));
+    for (uint32_t i = 0; i < s->nshards; i++) {
+        for (int k = 0; k < NET_ROUTE_SLOTS; k++) {
+            char label[160];
+            const char *route = net__route_label(k, label, sizeof(label));
+            if (route == NULL && k != NET_ROUTE_SLOTS - 1)
+                continue;
+            for (int c = 1; c <= 5; c++) {
+                uint64_t v = atomic_load(&s->shards[i].m.route_status[k][c]);
+                if (v == 0)
+                    continue;
+                OUT("usher_http_requests_total{shard=\"%" PRIu32 "\",route=\"%s\",code=\"%dxx\"} "
+                    "%" PRIu64 "\n",
+                    i, route != NULL ? route : "other", c, v);
+            }
+        }
+    }
+    OUT("# HELP usher_wal_fsync_duration_seconds Time per group-commit sync.\n"
+        "# TYPE usher_wal_fsync_duration_seconds histogram\n");
+    for (uint32_t i = 0; i < s->nshards; i++) {
+        net_metrics *m = &s->shards[i].m;
+        uint64_t cum = 0;
+        for (int k = 0; k < 23; k++) {
+            cum += atomic_load(&m->wal_sync_hist[k]);
+            OUT("usher_wal_fsync_duration_seconds_bucket{shard=\"%" PRIu32 "\",le=\"%g\"} %" PRIu64
+                "\n",
+                i, (double)(1u << k) / 1e6, cum);
+        }
+        cum += atomic_load(&m->wal_sync_hist[23]);
+        OUT("usher_wal_fsync_duration_seconds_bucket{shard=\"%" PRIu32 "\",le=\"+Inf\"} %" PRIu64
+            "\n",
+            i, cum);
+        OUT("usher_wal_fsync_duration_seconds_sum{shard=\"%" PRIu32 "\"} %.9f\n", i,
+            (double)atomic_load(&m->wal_sync_ns) / 1e9);
+        OUT("usher_wal_fsync_duration_seconds_count{shard=\"%" PRIu32 "\"} %" PRIu64 "\n", i, cum);
+    }
     OUT("# HELP usher_http_request_duration_seconds Time from first byte to response.\n"
         "# TYPE usher_http_request_duration_seconds histogram\n");
     for (uint32_t i = 0; i < s->nshards; i++) {
@@ -608,34 +890,4 @@ static void route_metrics(net_request *r)
     NET_ASSERT(n < cap);
     net__respond(r, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, b, n);
     free(b);
-}
-
-void net__dispatch(net_request *r)
-{
-    static const struct {
-        const char *path;
-        void (*fn)(net_request *);
-        const char *name;
-    } gets[] = {
-        {"/livez", route_livez, "livez"},
-        {"/readyz", route_readyz, "readyz"},
-        {"/metrics", route_metrics, "metrics"},
-    };
-    for (size_t i = 0; i < sizeof(gets) / sizeof(gets[0]); i++) {
-        if (!path_is(r, gets[i].path))
-            continue;
-        r->route = gets[i].name;
-        if (r->method != HTTP_GET && r->method != HTTP_HEAD) {
-            net__respond_problem(r, 405, "method-not-allowed", "Method not allowed",
-                                 "this resource supports GET and HEAD only", NULL,
-                                 "Allow: GET, HEAD\r\n");
-        } else {
-            gets[i].fn(r);
-        }
-        net__request_finish(r);
-        return;
-    }
-    r->route = "not_found";
-    net__respond_problem(r, 404, "not-found", "Not found", "no such resource", NULL, NULL);
-    net__request_finish(r);
 }

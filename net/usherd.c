@@ -1,13 +1,16 @@
 /*
  * usherd - the usher server.
  */
+#include "demo.h"
 #include "net.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <uv.h>
 
 static const char *usage_text =
@@ -25,7 +28,8 @@ static const char *usage_text =
     "  --listen ADDR:PORT        USHER_LISTEN           address (default 127.0.0.1:8080;\n"
     "                                                   [::1]:8080 for IPv6; port 0 = any free)\n"
     "  --data-dir DIR            USHER_DATA_DIR         data directory (default ./data)\n"
-    "  --shards N                USHER_SHARDS           shard threads (default: CPUs, max 64)\n"
+    "  --shards N                USHER_SHARDS           shard threads (default: CPUs, max 32);\n"
+    "                                                   fixed when the data dir is created\n"
     "  --hold-ttl SECONDS        USHER_HOLD_TTL         seat hold lifetime (default 300)\n"
     "  --max-connections N       USHER_MAX_CONNECTIONS  open connections; beyond: 503 (20000)\n"
     "  --max-header-bytes N      USHER_MAX_HEADER_BYTES request line + headers; beyond: 431 "
@@ -39,12 +43,23 @@ static const char *usage_text =
     "  --snapshot-interval S     USHER_SNAPSHOT_INTERVAL   snapshot at least every S s (60)\n"
     "  --snapshot-wal-mb MB      USHER_SNAPSHOT_WAL_MB     ... or every MB of WAL (64)\n"
     "  --wal-segment-mb MB       USHER_WAL_SEGMENT_MB      WAL segment size (64)\n"
+    "  --max-seats-per-hold N    USHER_MAX_SEATS_PER_HOLD  seats in one hold (10, max 16)\n"
+    "  --idempotency-keys N      USHER_IDEMPOTENCY_KEYS    Idempotency-Key answers kept per\n"
+    "                                                   shard, oldest dropped first (65536)\n"
+    "  --token-ttl SECONDS       USHER_TOKEN_TTL        login token lifetime (86400)\n"
+    "  --password-cost COST      USHER_PASSWORD_COST    argon2id limits for new passwords:\n"
+    "                                                   interactive (default) or min (tests)\n"
+    "  --demo                    USHER_DEMO=1           on first start, create a demo catalog\n"
+    "                                                   and two accounts (passwords printed)\n"
+    "  --create-admin EMAIL      create an admin account and exit; the password comes from\n"
+    "                            USHER_ADMIN_PASSWORD or the first line of stdin\n"
+    "  --routes                  print the API routes and exit\n"
     "  -h, --help                this text\n"
     "  --version                 the version\n"
     "\n"
-    "Endpoints served now: GET /livez, GET /readyz (503 while a shard is not ready or its\n"
-    "WAL failed), GET /metrics (Prometheus text). The booking API is being built\n"
-    "(issue #4); see README.md for what exists.\n";
+    "The JWT signing secret is USHER_JWT_SECRET if set, else DATA_DIR/jwt.secret (created\n"
+    "once, mode 0600). The API is described in docs/api.md and docs/openapi.yaml; health\n"
+    "and metrics at GET /livez, /readyz and /metrics.\n";
 
 static void fail(const char *fmt, const char *a, const char *b)
 {
@@ -78,7 +93,7 @@ typedef struct option {
 static option opts[] = {
     {"--listen", "USHER_LISTEN", 's', 0, 0, NULL},
     {"--data-dir", "USHER_DATA_DIR", 's', 0, 0, NULL},
-    {"--shards", "USHER_SHARDS", 'u', 1, 64, NULL},
+    {"--shards", "USHER_SHARDS", 'u', 1, 32, NULL},
     {"--hold-ttl", "USHER_HOLD_TTL", 'u', 10, 86400, NULL},
     {"--max-connections", "USHER_MAX_CONNECTIONS", 'u', 1, 1000000, NULL},
     {"--max-header-bytes", "USHER_MAX_HEADER_BYTES", 'u', 1024, 1048576, NULL},
@@ -89,6 +104,11 @@ static option opts[] = {
     {"--snapshot-interval", "USHER_SNAPSHOT_INTERVAL", 'u', 1, 86400, NULL},
     {"--snapshot-wal-mb", "USHER_SNAPSHOT_WAL_MB", 'u', 1, 65536, NULL},
     {"--wal-segment-mb", "USHER_WAL_SEGMENT_MB", 'u', 1, 4096, NULL},
+    {"--max-seats-per-hold", "USHER_MAX_SEATS_PER_HOLD", 'u', 1, 16, NULL},
+    {"--idempotency-keys", "USHER_IDEMPOTENCY_KEYS", 'u', 16, 16777216, NULL},
+    {"--token-ttl", "USHER_TOKEN_TTL", 'u', 60, 31536000, NULL},
+    {"--password-cost", "USHER_PASSWORD_COST", 's', 0, 0, NULL},
+    {"--create-admin", NULL, 's', 0, 0, NULL},
 };
 enum { OPT_COUNT = sizeof(opts) / sizeof(opts[0]) };
 
@@ -111,11 +131,76 @@ static bool opt_u(const char *flag, uint64_t *out)
 }
 
 static net_server *server;
+static bool demo;
 
+/* Each connection is a descriptor: raise the soft limit to the hard one
+ * (as Redis and nginx do) and say so when it still cannot hold
+ * --max-connections plus the WAL, snapshot and catalog files. */
+static void raise_fd_limit(uint32_t connections_max)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t)connections_max + 256)
+        fprintf(stderr,
+                "usherd: warning: open files limit %llu is below --max-connections %u + 256; "
+                "connections past it fail to be accepted (raise ulimit -n)\n",
+                (unsigned long long)rl.rlim_cur, connections_max);
+}
+
+/* usherd --create-admin EMAIL: recover the data dir, register the account
+ * through the API with the admin role, stop. */
+static int create_admin(net_config *c, const char *email)
+{
+    char pw[256];
+    const char *env = getenv("USHER_ADMIN_PASSWORD");
+    if (env != NULL) {
+        snprintf(pw, sizeof(pw), "%s", env);
+    } else {
+        fprintf(stderr, "usherd: password for %s (one line on stdin): ", email);
+        if (fgets(pw, sizeof(pw), stdin) == NULL) {
+            fprintf(stderr, "\nusherd: no password given\n");
+            return 2;
+        }
+        pw[strcspn(pw, "\r\n")] = '\0';
+    }
+    c->no_listen = true;
+    uint16_t port;
+    int rc = net_server_start(c, &server, &port);
+    if (rc != 0) {
+        fprintf(stderr, "usherd: cannot start: %s\n", net_strerror(rc));
+        return 1;
+    }
+    json_t *body = json_pack("{s:s, s:s, s:s, s:s}", "email", email, "password", pw, "name",
+                             "Administrator", "role", "admin");
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    memset(pw, 0, sizeof(pw));
+    int status = 0;
+    char *resp = NULL;
+    rc = net_server_call(server, "POST", "/api/auth/register", text, &status, &resp);
+    free(text);
+    int exit_code = 0;
+    if (rc != 0 || status != 201) {
+        fprintf(stderr, "usherd: admin not created (HTTP %d): %s\n", status, resp ? resp : "");
+        exit_code = 1;
+    } else {
+        printf("created admin %s\n", email);
+    }
+    free(resp);
+    net_server_stop(server);
+    net_server_wait(server);
+    return exit_code;
+}
 static void on_signal(uv_signal_t *s, int signum)
 {
-    fprintf(stderr, "usherd: %s: stopping (final snapshots, WAL sync)\n",
-            signum == SIGINT ? "SIGINT" : "SIGTERM");
+    net_log("info", signum == SIGINT ? "usherd: SIGINT: stopping (final snapshots, WAL sync)"
+                                     : "usherd: SIGTERM: stopping (final snapshots, WAL sync)");
     net_server_stop(server);
     uv_signal_stop(s);
 }
@@ -124,7 +209,7 @@ int main(int argc, char **argv)
 {
     /* Environment first, then flags over it. */
     for (int i = 0; i < OPT_COUNT; i++)
-        opts[i].value = getenv(opts[i].env);
+        opts[i].value = opts[i].env != NULL ? getenv(opts[i].env) : NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -134,6 +219,14 @@ int main(int argc, char **argv)
         if (strcmp(a, "--version") == 0) {
             puts("usherd 0.1.0");
             return 0;
+        }
+        if (strcmp(a, "--routes") == 0) {
+            net_routes_print(stdout);
+            return 0;
+        }
+        if (strcmp(a, "--demo") == 0) {
+            demo = true;
+            continue;
         }
         option *o = opt_find(a);
         if (o == NULL)
@@ -175,6 +268,22 @@ int main(int argc, char **argv)
         c.snapshot_wal_bytes = v << 20;
     if (opt_u("--wal-segment-mb", &v))
         c.wal_segment_bytes = v << 20;
+    if (opt_u("--max-seats-per-hold", &v))
+        c.engine.max_seats_per_hold = (uint32_t)v;
+    if (opt_u("--idempotency-keys", &v))
+        c.idempotency_keys = (uint32_t)v;
+    if (opt_u("--token-ttl", &v))
+        c.token_ttl_s = (uint32_t)v;
+    const char *cost = opt_find("--password-cost")->value;
+    if (cost != NULL && strcmp(cost, "min") != 0 && strcmp(cost, "interactive") != 0)
+        fail("--password-cost must be interactive or min, not '%s'%s", cost, "");
+    c.password_cost_min = cost != NULL && strcmp(cost, "min") == 0;
+    const char *demo_env = getenv("USHER_DEMO");
+    if (demo_env != NULL && strcmp(demo_env, "1") == 0)
+        demo = true;
+    const char *admin_email = opt_find("--create-admin")->value;
+    if (admin_email != NULL)
+        return create_admin(&c, admin_email);
 
     /* Signal handlers go in before the server starts: a SIGTERM that comes
      * right after "listening on" must stop the server cleanly, not kill it.
@@ -187,10 +296,15 @@ int main(int argc, char **argv)
     uv_signal_start(&sigint, on_signal, SIGINT);
     uv_signal_start(&sigterm, on_signal, SIGTERM);
 
+    raise_fd_limit(c.connections_max);
     uint16_t port = 0;
     int rc = net_server_start(&c, &server, &port);
     if (rc != 0) {
         fprintf(stderr, "usherd: cannot start: %s\n", net_strerror(rc));
+        uv_close((uv_handle_t *)&sigint, NULL);
+        uv_close((uv_handle_t *)&sigterm, NULL);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        uv_loop_close(&loop);
         return 1;
     }
     const char *host = c.listen;
@@ -199,6 +313,15 @@ int main(int argc, char **argv)
     char *colon = strrchr(shown, ':');
     if (colon != NULL)
         *colon = '\0';
+    if (demo && usherd_demo(server) != 0) {
+        net_server_stop(server);
+        net_server_wait(server);
+        uv_close((uv_handle_t *)&sigint, NULL);
+        uv_close((uv_handle_t *)&sigterm, NULL);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        uv_loop_close(&loop);
+        return 1;
+    }
     printf("listening on http://%s:%u\n", shown, port);
     fflush(stdout);
 
@@ -208,6 +331,6 @@ int main(int argc, char **argv)
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
     rc = net_server_wait(server);
-    fprintf(stderr, "usherd: stopped\n");
+    net_log(rc == 0 ? "info" : "error", "usherd: stopped");
     return rc == 0 ? 0 : 1;
 }

@@ -3252,3 +3252,115 @@ Test(engine, replay_refuses_records_that_do_not_fit)
     engine_destroy(a);
     engine_destroy(b);
 }
+
+/* ---- engine_layout_validate ------------------------------------------------ */
+
+/*
+ * engine_layout_validate() gives the verdict engine_layout_create() gives on
+ * a fresh engine, with the same problem, and returns `want`. Returns the
+ * problem's field.
+ */
+static const char *expect_same_verdict(const tlayout *t, int want)
+{
+    engine_problem pv = {0}, pc = {0};
+    int v = engine_layout_validate(&t->spec, &pv);
+    cr_assert_eq(v, want, "validate: %s, want %s (%s)", rname(v), rname(want),
+                 pv.reason ? pv.reason : "-");
+    cr_assert_eq(engine_layout_validate(&t->spec, NULL), want, "without a problem pointer");
+    engine_config cfg = test_cfg();
+    engine *e = new_engine(&cfg);
+    engine_record rec;
+    int c = engine_layout_create(e, T0, 2, &t->spec, &pc, &rec);
+    cr_assert_eq(c, want, "create: %s, want %s", rname(c), rname(want));
+    engine_destroy(e);
+    if (want != ENGINE_BAD_LAYOUT)
+        return NULL;
+    cr_assert_str_eq(pv.field, pc.field);
+    cr_assert_eq(pv.index, pc.index);
+    cr_assert_str_eq(pv.reason, pc.reason);
+    return pv.field;
+}
+
+Test(engine, layout_validate_accepts_a_good_layout_without_an_engine)
+{
+    tlayout t;
+    std_layout(&t);
+    cr_assert_null(expect_same_verdict(&t, 0));
+    uint16_t cols[4] = {1, 1000, 7, 30};
+    tlayout g;
+    grid_layout(&g, 4, cols, 3);
+    cr_assert_null(expect_same_verdict(&g, 0));
+    tl_free(&g);
+    tl_free(&t);
+}
+
+Test(engine, layout_validate_refuses_what_layout_create_refuses)
+{
+    tlayout t;
+    std_layout(&t);
+    memcpy(t.seats[25].label, t.seats[2].label, ENGINE_LABEL_MAX); /* "A3" twice */
+    cr_assert_str_eq(expect_same_verdict(&t, ENGINE_BAD_LAYOUT), "seats");
+    tl_free(&t);
+
+    std_layout(&t);
+    strcpy(t.rows[2], "A"); /* seat labels stay C1..C11: only the row label clashes */
+    cr_assert_str_eq(expect_same_verdict(&t, ENGINE_BAD_LAYOUT), "row_labels");
+    tl_free(&t);
+
+    std_layout(&t);
+    t.spec.best_row = 3;
+    cr_assert_str_eq(expect_same_verdict(&t, ENGINE_BAD_LAYOUT), "best_row");
+    tl_free(&t);
+
+    std_layout(&t);
+    engine_seat_spec tmp = t.seats[3];
+    t.seats[3] = t.seats[4];
+    t.seats[4] = tmp;
+    cr_assert_str_eq(expect_same_verdict(&t, ENGINE_BAD_LAYOUT), "seats");
+    tl_free(&t);
+
+    std_layout(&t);
+    t.spec.seat_count = 0; /* refused while encoding, before any parse */
+    expect_same_verdict(&t, ENGINE_BAD_LAYOUT);
+    tl_free(&t);
+
+    std_layout(&t);
+    snprintf(t.spec.category_names[1], ENGINE_NAME_MAX, "%s", "silver");
+    cr_assert_str_eq(expect_same_verdict(&t, ENGINE_BAD_LAYOUT), "category_names");
+    tl_free(&t);
+}
+
+/* engine_seat_totals follows holds, confirms, releases, cancels and a
+ * second showtime, as /metrics shows them. */
+Test(engine, seat_totals_follow_every_seat_change)
+{
+    engine *e = fixture();
+    uint64_t held, sold;
+    uint32_t shows;
+    engine_seat_totals(e, &held, &sold, &shows);
+    cr_assert_eq(held, 0);
+    cr_assert_eq(sold, 0);
+    cr_assert_eq(shows, 1);
+    make_show(e, T0, SHOW + 1, LAYOUT, START, PRICES, 3);
+    uint64_t h1 = PLACE(e, T0 + 1, USER, S(0, 1), S(0, 2), S(0, 3));
+    uint64_t h2 = place_on(e, SHOW + 1, T0 + 2, OTHER, SEATS(S(1, 1), S(1, 2)), 2);
+    engine_seat_totals(e, &held, &sold, &shows);
+    cr_assert_eq(held, 5);
+    cr_assert_eq(sold, 0);
+    cr_assert_eq(shows, 2);
+    engine_record rec;
+    uint64_t booking;
+    bool replayed;
+    cr_assert_eq(engine_booking_confirm(e, T0 + 3, h1, USER, ENGINE_PAY_CARD, NULL, 0, &booking,
+                                        &replayed, &rec),
+                 ENGINE_OK);
+    cr_assert_eq(engine_hold_release(e, T0 + 4, h2, OTHER, &rec), ENGINE_OK);
+    engine_seat_totals(e, &held, &sold, &shows);
+    cr_assert_eq(held, 0);
+    cr_assert_eq(sold, 3);
+    uint64_t refund;
+    cr_assert_eq(engine_booking_cancel(e, T0 + 5, booking, USER, &refund, &rec), ENGINE_OK);
+    engine_seat_totals(e, &held, &sold, &shows);
+    cr_assert_eq(sold, 0);
+    engine_destroy(e);
+}

@@ -1120,6 +1120,54 @@ Test(wal, drop_before_deletes_whole_segments_only)
     fio_free(fio);
 }
 
+/* The catalog applier's floor: segments holding a record past keep_after
+ * stay, whatever drop_before asks, until the floor moves. */
+Test(wal, keep_after_floor_holds_back_drops)
+{
+    static th h;
+    h_init(&h, "wal");
+    fault_io *fio = fio_new();
+    cr_assert_eq(h_open_io(&h, 1, 4096, 0, fault_io_table(fio)), 0);
+    while (h.appended < 300) {
+        h_append(&h, 30);
+        h_wait(&h, h.appended);
+    }
+    uint64_t segs[64], now[64];
+    size_t n = list_segments(h.dir, segs, 64);
+    cr_assert_geq(n, 6);
+
+    /* Floor inside segment 2: segments 0 and 1 may go, 2 and later stay. */
+    wal_writer_keep_after(h.w, segs[2] + 1);
+    wal_writer_drop_before(h.w, UINT64_MAX);
+    wait_unlinks(fio, 2);
+    h_append(&h, 1);
+    h_wait(&h, h.appended);
+    sleep_ms(20);
+    cr_assert_eq(fault_io_calls(fio, FAULT_UNLINK), 2, "the floor was ignored");
+    size_t m = list_segments(h.dir, now, 64);
+    cr_assert_eq(m, n - 2);
+    cr_assert_eq(now[0], segs[2]);
+
+    /* The floor moves on: the same request now deletes up to it. */
+    wal_writer_keep_after(h.w, segs[4] - 1);
+    wal_writer_drop_before(h.w, UINT64_MAX);
+    wait_unlinks(fio, 4);
+    sleep_ms(20);
+    cr_assert_eq(fault_io_calls(fio, FAULT_UNLINK), 4);
+    m = list_segments(h.dir, now, 64);
+    cr_assert_eq(now[0], segs[4]);
+
+    /* And drop_before below the floor still limits on its own. */
+    wal_writer_keep_after(h.w, UINT64_MAX);
+    wal_writer_drop_before(h.w, segs[5] - 1);
+    wait_unlinks(fio, 5);
+    sleep_ms(20);
+    cr_assert_eq(fault_io_calls(fio, FAULT_UNLINK), 5);
+    h_close(&h);
+    h_fini(&h);
+    fio_free(fio);
+}
+
 Test(wal, reader_not_found_after_drop)
 {
     static th h;

@@ -10,6 +10,7 @@
  * A data directory holds one folder per shard, shard-0, shard-1, ..., each
  * with wal/ (segments) and snapshot/ (LMDB). See docs/usher-replay.md.
  */
+#include "catalog.h"
 #include "engine.h"
 #include "snapshot.h"
 #include "wal.h"
@@ -207,7 +208,7 @@ static void shard_path(const char *data_dir, int shard, const char *sub, char *o
 
 /* ---- JSON output ---------------------------------------------------------------------- */
 
-static void json_string(FILE *f, const char *s, size_t n)
+static void json_quote(FILE *f, const char *s, size_t n)
 {
     fputc('"', f);
     for (size_t i = 0; i < n; i++) {
@@ -279,7 +280,7 @@ static void json_fields(FILE *f, const engine_record *r)
                 payment_name(r->u.booking_confirm.payment));
         if (r->u.booking_confirm.idem_key_len > 0) {
             fprintf(f, ",\"idempotency_key\":");
-            json_string(f, r->u.booking_confirm.idem_key, r->u.booking_confirm.idem_key_len);
+            json_quote(f, r->u.booking_confirm.idem_key, r->u.booking_confirm.idem_key_len);
         }
         break;
     case ENGINE_REC_BOOKING_CANCEL:
@@ -291,7 +292,18 @@ static void json_fields(FILE *f, const engine_record *r)
 
 static const char *record_type_name(uint16_t type)
 {
+    if (type == CATALOG_REC_PUT)
+        return "catalog_put";
+    if (type == CATALOG_REC_DELETE)
+        return "catalog_delete";
     return type < 100 ? engine_record_type_name((engine_record_type)type) : "other";
+}
+
+/* Engine replay skips catalog records (usherd applies them to the catalog). */
+static int skip_catalog(void *arg, const wal_record *rec)
+{
+    (void)arg;
+    return rec->type == CATALOG_REC_PUT || rec->type == CATALOG_REC_DELETE ? 0 : -1;
 }
 
 /* ---- Commands ------------------------------------------------------------------------- */
@@ -363,6 +375,7 @@ static snapshot_recover_opts recover_opts(const opts *o, const char *shard_dir, 
         .cfg = o->cfg,
         .use_snapshot = true,
         .repair = false,
+        .other_cb = skip_catalog,
     };
     ro.cfg.id_prefix = (uint16_t)shard;
     return ro;
@@ -468,6 +481,10 @@ static int type_from_name(const char *name)
         if (strcmp(engine_record_type_name((engine_record_type)t), name) == 0)
             return t;
     }
+    if (strcmp(name, "catalog_put") == 0)
+        return CATALOG_REC_PUT;
+    if (strcmp(name, "catalog_delete") == 0)
+        return CATALOG_REC_DELETE;
     fail(2, "unknown record type '%s' (e.g. hold_place, booking_confirm)", name);
     return -1;
 }
@@ -534,6 +551,82 @@ static int cmd_stats(const opts *o)
     return bad == 0 ? 0 : 1;
 }
 
+/* Copies the catalog (theaters, screens, movies, showtimes, users) into the
+ * recovered directory, marking every recovered shard's WAL as applied up to
+ * its recovered LSN. The catalog is copied as it is now, not rolled back:
+ * LMDB keeps no history (docs/usher-replay.md). */
+typedef struct cat_copy {
+    catalog_change *ch;
+    char **texts;
+    size_t n, cap;
+    catalog_kind kind;
+} cat_copy;
+
+static int cat_copy_each(void *arg, uint64_t id, const char *json, size_t len)
+{
+    cat_copy *c = arg;
+    if (c->n == c->cap) {
+        c->cap = c->cap ? c->cap * 2 : 256;
+        c->ch = realloc(c->ch, c->cap * sizeof(*c->ch));
+        c->texts = realloc(c->texts, c->cap * sizeof(*c->texts));
+        if (c->ch == NULL || c->texts == NULL)
+            fail(1, "out of memory");
+    }
+    char *t = malloc(len ? len : 1);
+    if (t == NULL)
+        fail(1, "out of memory");
+    memcpy(t, json, len);
+    c->texts[c->n] = t;
+    c->ch[c->n++] =
+        (catalog_change){.put = true, .kind = c->kind, .id = id, .json = t, .json_len = len};
+    return 0;
+}
+
+static void catalog_copy(const char *src_dir, const char *dst_dir, int shards, const int *ids,
+                         const uint64_t *lsns, int n)
+{
+    char src[PATH_LEN], dst[PATH_LEN];
+    int a = snprintf(src, sizeof(src), "%s/catalog", src_dir);
+    int b = snprintf(dst, sizeof(dst), "%s/catalog", dst_dir);
+    if (a < 0 || a >= (int)sizeof(src) || b < 0 || b >= (int)sizeof(dst))
+        fail(2, "data directory path too long");
+    struct stat st;
+    if (stat(src, &st) != 0) {
+        printf("no catalog in %s: none copied\n", src_dir);
+        return;
+    }
+    catalog *from, *to;
+    int rc = catalog_open(src, (uint32_t)shards, 0, &from);
+    if (rc != 0)
+        fail(1, "cannot open %s: %s %s", src, catalog_strerror(rc), catalog_last_error());
+    rc = catalog_open(dst, (uint32_t)shards, 0, &to);
+    if (rc != 0)
+        fail(1, "cannot create %s: %s %s", dst, catalog_strerror(rc), catalog_last_error());
+    catalog_read *rd;
+    if (catalog_read_begin(from, &rd) != 0)
+        fail(1, "cannot read %s: %s", src, catalog_last_error());
+    cat_copy c = {0};
+    for (int k = CATALOG_THEATER; k <= CATALOG_KIND_MAX_; k++) {
+        c.kind = (catalog_kind)k;
+        catalog_each(rd, c.kind, cat_copy_each, &c);
+    }
+    catalog_read_end(rd);
+    for (int i = 0; i < n; i++) {
+        /* Everything in one shard's transaction (the first); the others only
+         * record their applied LSN. */
+        rc = catalog_apply(to, (uint32_t)ids[i], lsns[i], i == 0 ? c.ch : NULL, i == 0 ? c.n : 0);
+        if (rc != 0)
+            fail(1, "writing %s: %s %s", dst, catalog_strerror(rc), catalog_last_error());
+    }
+    for (size_t i = 0; i < c.n; i++)
+        free(c.texts[i]);
+    free(c.texts);
+    free(c.ch);
+    catalog_close(from);
+    catalog_close(to);
+    printf("catalog copied: %zu entities (as of now, not rolled back)\n", c.n);
+}
+
 static int cmd_recover(const opts *o)
 {
     if (o->out_dir == NULL)
@@ -554,6 +647,7 @@ static int cmd_recover(const opts *o)
     if (mkdir(building, 0755) < 0)
         fail(1, "cannot create %s: %s", building, strerror(errno));
     snprintf(partial_dir, sizeof(partial_dir), "%s", building);
+    uint64_t lsns[SHARDS_MAX];
     for (int i = 0; i < n; i++) {
         char dir[PATH_LEN], out_shard[PATH_LEN], out_snap[PATH_LEN];
         shard_path(o->data_dir, ids[i], "", dir);
@@ -591,8 +685,11 @@ static int cmd_recover(const opts *o)
         format_time(engine_now_ms(e), when, sizeof(when));
         printf("shard %d: recovered to LSN %" PRIu64 " (engine clock %s), digest %016" PRIx64 "\n",
                ids[i], rep.last_lsn, when, engine_digest(e));
+        lsns[i] = rep.last_lsn;
         engine_destroy(e);
     }
+    int all[SHARDS_MAX], total = list_shards(o->data_dir, -1, all);
+    catalog_copy(o->data_dir, building, total, ids, lsns, n);
     if (rename(building, o->out_dir) < 0)
         fail(1, "cannot rename %s to %s: %s", building, o->out_dir, strerror(errno));
     partial_dir[0] = '\0';

@@ -602,6 +602,7 @@ struct wal_writer {
     uint64_t done_lsn, done_sync_ns, done_bytes;
     uint32_t done_syncs, done_rotations;
     uint64_t drop_lsn; /* delete segments wholly <= this (0 = nothing asked) */
+    uint64_t keep_lsn; /* ... but never a segment holding a record > this (UINT64_MAX: no floor) */
     uint64_t bytes_written;
 
     /* Writer-thread state. */
@@ -728,7 +729,7 @@ static void writer_thread(void *arg)
         if (w->job < 0 && w->drop_lsn == 0 && w->stop)
             break;
         int job = w->job;
-        uint64_t drop = w->drop_lsn;
+        uint64_t drop = w->drop_lsn < w->keep_lsn ? w->drop_lsn : w->keep_lsn;
         w->drop_lsn = 0;
         uv_mutex_unlock(&w->mu);
 
@@ -859,6 +860,7 @@ int wal_writer_open(uv_loop_t *loop, const wal_writer_config *cfg, wal_writer **
     w->next_lsn = cfg->next_lsn;
     w->durable_lsn = cfg->next_lsn - 1;
     w->job = -1;
+    w->keep_lsn = UINT64_MAX;
     w->fd = -1;
 
     if (mkdir(w->dir, 0755) < 0 && errno != EEXIST) {
@@ -1011,6 +1013,13 @@ uint64_t wal_writer_bytes(const wal_writer *w)
 void wal_writer_stats(const wal_writer *w, wal_stats *out)
 {
     *out = w->stats;
+}
+
+void wal_writer_keep_after(wal_writer *w, uint64_t lsn)
+{
+    uv_mutex_lock(&w->mu);
+    w->keep_lsn = lsn;
+    uv_mutex_unlock(&w->mu);
 }
 
 void wal_writer_drop_before(wal_writer *w, uint64_t lsn)

@@ -255,6 +255,14 @@ void wal_writer_stats(const wal_writer *w, wal_stats *out);
 void wal_writer_drop_before(wal_writer *w, uint64_t lsn);
 
 /**
+ * Sets a floor for wal_writer_drop_before(): segments holding any record
+ * with LSN > `lsn` are kept whatever is asked later, because another
+ * consumer (the catalog applier) has not read past `lsn` yet. Starts at
+ * UINT64_MAX (no floor); may move either way. Any thread.
+ */
+void wal_writer_keep_after(wal_writer *w, uint64_t lsn);
+
+/**
  * Closes the writer: syncs what is pending (the durable callback runs for
  * it unless the writer has failed), stops the thread, closes handles, then
  * calls `close_cb` on the loop thread. Returns 0 or WAL_ECLOSED if already
