@@ -179,7 +179,7 @@ typedef struct net_metrics {
     _Atomic uint64_t catalog_applied_lsn;
     _Atomic uint64_t route_status[NET_ROUTE_SLOTS][6]; /* by route id (last: other), class */
     /* WAL writer statistics, copied each tick (the writer's are loop-thread only). */
-    _Atomic uint64_t wal_records, wal_batches, wal_syncs, wal_sync_ns, wal_bytes;
+    _Atomic uint64_t wal_records, wal_batches, wal_syncs, wal_sync_ns, wal_bytes, wal_batch_max;
     _Atomic uint64_t wal_sync_hist[24];
     _Atomic uint64_t waitq_len;
 } net_metrics;

@@ -314,6 +314,7 @@ static void on_tick(uv_timer_t *t)
     atomic_store(&sh->m.wal_syncs, ws.syncs);
     atomic_store(&sh->m.wal_sync_ns, ws.sync_ns_total);
     atomic_store(&sh->m.wal_bytes, ws.durable_bytes);
+    atomic_store(&sh->m.wal_batch_max, ws.max_batch_records);
     for (int i = 0; i < 24; i++)
         atomic_store(&sh->m.wal_sync_hist[i], ws.sync_ns_hist[i]);
     snapshot_sched_stats st;
@@ -799,6 +800,9 @@ static const struct shard_series {
      offsetof(net_shard, m.wal_batches)},
     {"usher_wal_bytes_total", "counter", "WAL bytes written and synced.",
      offsetof(net_shard, m.wal_bytes)},
+    {"usher_wal_batch_records_max", "gauge",
+     "Most records one group-commit batch has held (mean: records_total / batches_total).",
+     offsetof(net_shard, m.wal_batch_max)},
 };
 
 static uint64_t shard_load(net_shard *sh, size_t off)
