@@ -605,7 +605,8 @@ static struct {
 } pending_emails[PENDING_EMAILS_MAX];
 static uint32_t pending_emails_n;
 
-static bool pending_email_has(net_shard *sh, uint64_t h)
+/* The LSN of a registration of this email not yet in LMDB, or 0. */
+static uint64_t pending_email_lsn(net_shard *sh, uint64_t h)
 {
     for (uint32_t i = 0; i < pending_emails_n;) {
         if (pending_emails[i].lsn <= sh->cat_applied_lsn) {
@@ -613,10 +614,10 @@ static bool pending_email_has(net_shard *sh, uint64_t h)
             continue;
         }
         if (pending_emails[i].hash == h)
-            return true;
+            return pending_emails[i].lsn;
         i++;
     }
-    return false;
+    return 0;
 }
 
 static uint64_t email_hash(const char *email)
@@ -661,10 +662,13 @@ static void run_register(net_shard *sh, net_job *j)
     json_t *user = j->body;
     const char *email = json_string_value(json_object_get(user, "email"));
     uint64_t h = email_hash(email);
-    if (email_taken(sh, email) || pending_email_has(sh, h)) {
+    uint64_t pending = pending_email_lsn(sh, h);
+    if (pending != 0 || email_taken(sh, email)) {
+        /* Taken by a registration not yet durable: the refusal waits for it
+         * (a crash could still undo it). */
         problem(r, 409, "email-taken", "Email already registered",
                 "an account with this email exists; log in instead", "email", NULL, NULL);
-        job_done(sh, j, 0, false);
+        job_done(sh, j, pending, false);
         return;
     }
     if (pending_emails_n >= PENDING_EMAILS_MAX || write_refused(sh, r)) {
@@ -692,6 +696,29 @@ static void run_register(net_shard *sh, net_job *j)
     job_done(sh, j, (uint64_t)lsn, true);
 }
 
+/* argon2id runs on the threadpool, at most NET_HASHING_MAX per shard: a
+ * flood of logins must neither queue without bound nor starve the pool
+ * (the catalog applier and snapshots use it too). */
+static bool hashing_begin(net_request *r)
+{
+    if (r->shard->hashing >= NET_HASHING_MAX) {
+        busy(r, "too many logins and registrations in progress; retry shortly");
+        return false;
+    }
+    r->shard->hashing++;
+    r->shard->local_busy++;
+    r->work.data = r;
+    r->busy = true;
+    return true;
+}
+
+static void hashing_end(net_request *r)
+{
+    r->shard->hashing--;
+    r->shard->local_busy--;
+    r->busy = false;
+}
+
 static void hash_work(uv_work_t *w)
 {
     net_request *r = w->data;
@@ -704,8 +731,7 @@ static void hash_work(uv_work_t *w)
 static void hash_after(uv_work_t *w, int status)
 {
     net_request *r = w->data;
-    r->shard->local_busy--;
-    r->busy = false;
+    hashing_end(r);
     if (status != 0 || r->job.text == NULL) {
         problem(r, 500, "internal", "Internal error", "password hashing failed", NULL, NULL, NULL);
         net__request_finish(r);
@@ -771,9 +797,8 @@ static void h_register(net_request *r)
                 "an account with this email exists; log in instead", "email", NULL, NULL);
         return;
     }
-    r->work.data = r;
-    r->busy = true;
-    r->shard->local_busy++;
+    if (!hashing_begin(r))
+        return;
     NET_ASSERT(uv_queue_work(&r->shard->loop, &r->work, hash_work, hash_after) == 0);
 }
 
@@ -809,8 +834,7 @@ static void verify_work(uv_work_t *w)
 static void verify_after(uv_work_t *w, int status)
 {
     net_request *r = w->data;
-    r->shard->local_busy--;
-    r->busy = false;
+    hashing_end(r);
     if (r->orphan) {
         net__request_free(r);
         return;
@@ -867,9 +891,8 @@ static void h_login(net_request *r)
     }
     catalog_read_end(rd);
     r->job.id = id;
-    r->work.data = r;
-    r->busy = true;
-    r->shard->local_busy++;
+    if (!hashing_begin(r))
+        return;
     NET_ASSERT(uv_queue_work(&r->shard->loop, &r->work, verify_work, verify_after) == 0);
 }
 
@@ -885,6 +908,109 @@ static void h_me(net_request *r)
 }
 
 /* ---- Catalog ------------------------------------------------------------------------------- */
+
+/* ---- References in flight (see net_server.refs) ---- */
+
+static struct net_ref *ref_find(net_server *s, uint64_t id)
+{
+    for (uint32_t i = 0; i < s->nrefs; i++) {
+        if (s->refs[i].id == id)
+            return &s->refs[i];
+    }
+    return NULL;
+}
+
+static void ref_gc(net_server *s, struct net_ref *e)
+{
+    if (e->pending == 0 && !e->changing)
+        *e = s->refs[--s->nrefs];
+}
+
+/* A create referring to `ids` starts: refused (false, answered 409/503)
+ * while one of them is being deleted or edited. */
+static bool refs_take(net_request *r, net_job *j, const uint64_t *ids, uint32_t n)
+{
+    net_server *s = srv(r);
+    uv_mutex_lock(&s->refs_mu);
+    bool ok = s->nrefs + n <= NET_REFS_MAX;
+    for (uint32_t i = 0; ok && i < n; i++) {
+        struct net_ref *e = ref_find(s, ids[i]);
+        ok = e == NULL || !e->changing;
+    }
+    for (uint32_t i = 0; ok && i < n; i++) {
+        struct net_ref *e = ref_find(s, ids[i]);
+        if (e == NULL) {
+            e = &s->refs[s->nrefs++];
+            *e = (struct net_ref){.id = ids[i]};
+        }
+        e->pending++;
+        j->refs[j->nrefs++] = ids[i];
+    }
+    bool full = s->nrefs + n > NET_REFS_MAX;
+    uv_mutex_unlock(&s->refs_mu);
+    if (!ok && full)
+        busy(r, "too many catalog changes in flight; retry shortly");
+    else if (!ok)
+        problem(r, 409, "in-use", "In use",
+                "an entity this refers to is being deleted or changed right now; retry", NULL, NULL,
+                "Retry-After: 1\r\n");
+    return ok;
+}
+
+/* A delete or edit of `id` starts: refused (false, answered 409) while a
+ * create that refers to it, or another change of it, is in flight. */
+static bool ref_change_begin(net_request *r, net_job *j, uint64_t id)
+{
+    net_server *s = srv(r);
+    uv_mutex_lock(&s->refs_mu);
+    struct net_ref *e = ref_find(s, id);
+    bool ok = (e == NULL || (e->pending == 0 && !e->changing)) && s->nrefs < NET_REFS_MAX;
+    if (ok) {
+        if (e == NULL) {
+            e = &s->refs[s->nrefs++];
+            *e = (struct net_ref){.id = id};
+        }
+        e->changing = true;
+        j->changing = id;
+    }
+    uv_mutex_unlock(&s->refs_mu);
+    if (!ok)
+        problem(r, 409, "in-use", "In use",
+                "a change that refers to this entity is in flight; retry shortly", NULL, NULL,
+                "Retry-After: 1\r\n");
+    return ok;
+}
+
+/* When the write's job returns (its change is in LMDB, or it failed). */
+static void refs_release(net_server *s, net_job *j)
+{
+    uv_mutex_lock(&s->refs_mu);
+    for (uint32_t i = 0; i < j->nrefs; i++) {
+        struct net_ref *e = ref_find(s, j->refs[i]);
+        NET_ASSERT(e != NULL && e->pending > 0);
+        e->pending--;
+        ref_gc(s, e);
+    }
+    if (j->changing != 0) {
+        struct net_ref *e = ref_find(s, j->changing);
+        NET_ASSERT(e != NULL && e->changing);
+        e->changing = false;
+        ref_gc(s, e);
+    }
+    j->nrefs = 0;
+    j->changing = 0;
+    uv_mutex_unlock(&s->refs_mu);
+}
+
+/* Origin: a catalog write came back. */
+static void catalog_write_back(net_shard *sh, net_job *j)
+{
+    (void)sh;
+    net_request *r = j->req;
+    refs_release(srv(r), j);
+    r->busy = false;
+    net__request_finish(r);
+}
 
 static const char *kind_title(catalog_kind k)
 {
@@ -987,18 +1113,32 @@ static int layout_ensure(net_shard *sh, net_request *r, catalog_read *rd, uint64
     return 0;
 }
 
+/* Frees this shard's copy of a layout once no showtime here uses it (the
+ * engine has a bounded number of layouts). A journal failure fail-stops
+ * the shard (net__journal). */
+static void layout_release(net_shard *sh, uint64_t layout, int64_t now)
+{
+    engine_record rec;
+    if (engine_layout_delete(sh->e, now, layout, &rec) == ENGINE_OK)
+        net__journal(sh, &rec);
+}
+
 /* Creates or replaces the engine side of a showtime. Returns 0, or answers
  * and returns -1. */
 static int showtime_engine_put(net_shard *sh, net_request *r, catalog_read *rd, json_t *st,
-                               bool replace, int64_t now)
+                               int64_t now)
 {
     uint64_t id = (uint64_t)json_integer_value(json_object_get(st, "id"));
     uint64_t screen_id = (uint64_t)json_integer_value(json_object_get(st, "screen_id"));
     engine_record rec;
+    /* The new layout first: if it cannot be had, nothing has changed yet. */
+    if (layout_ensure(sh, r, rd, screen_id, now) != 0)
+        return -1;
     /* On create the engine may still have this id: a crash can cut a batch
      * after the engine record and before the catalog record (neither was
      * acknowledged). Such a leftover has no holds; it is replaced. */
-    if (replace || engine_showtime_get(sh->e, id, NULL, NULL, NULL)) {
+    uint64_t old_layout = 0;
+    if (engine_showtime_get(sh->e, id, &old_layout, NULL, NULL)) {
         engine_result er = engine_showtime_delete(sh->e, now, id, &rec);
         if (er == ENGINE_SHOWTIME_IN_USE) {
             problem(r, 409, "showtime-in-use", "Showtime in use",
@@ -1012,8 +1152,6 @@ static int showtime_engine_put(net_shard *sh, net_request *r, catalog_read *rd, 
             return -1;
         }
     }
-    if (layout_ensure(sh, r, rd, screen_id, now) != 0)
-        return -1;
     json_t *screen = catalog_get_json(rd, CATALOG_SCREEN, screen_id);
     catalog_ctx ctx;
     memset(&ctx, 0, sizeof(ctx));
@@ -1036,6 +1174,8 @@ static int showtime_engine_put(net_shard *sh, net_request *r, catalog_read *rd, 
         wal_append_failed(r, -1);
         return -1;
     }
+    if (old_layout != 0 && old_layout != screen_id)
+        layout_release(sh, old_layout, now);
     return 0;
 }
 
@@ -1066,6 +1206,33 @@ static void run_catalog_write(net_shard *sh, net_job *j)
         job_done(sh, j, 0, false);
         return;
     }
+    /* Claim the references first and read the catalog after, so no create
+     * or delete in flight elsewhere can slip between the check and the
+     * change (refs_take). The origin releases them when the job returns. */
+    bool claimed = true;
+    if (op == CAT_DELETE && kind != CATALOG_SHOWTIME) {
+        claimed = ref_change_begin(r, j, j->id);
+    } else if (op == CAT_UPDATE) {
+        const json_t *b = j->body;
+        if (kind == CATALOG_SCREEN &&
+            (json_object_get(b, "layout") != NULL || json_object_get(b, "theater_id") != NULL))
+            claimed = ref_change_begin(r, j, j->id);
+        uint64_t ids[2];
+        uint32_t nids = 0;
+        const char *names[2] = {kind == CATALOG_SCREEN ? "theater_id" : "screen_id",
+                                kind == CATALOG_SHOWTIME ? "movie_id" : NULL};
+        for (int f = 0; f < 2 && names[f] != NULL; f++) {
+            json_t *v = json_object_get(b, names[f]);
+            if ((kind == CATALOG_SCREEN || kind == CATALOG_SHOWTIME) && json_is_integer(v) &&
+                json_integer_value(v) > 0)
+                ids[nids++] = (uint64_t)json_integer_value(v);
+        }
+        claimed = claimed && refs_take(r, j, ids, nids);
+    }
+    if (!claimed) {
+        job_done(sh, j, 0, false);
+        return;
+    }
     catalog_read *rd;
     if (catalog_read_begin(sh->server->cat, &rd) != 0) {
         busy(r, "catalog unavailable");
@@ -1085,8 +1252,10 @@ static void run_catalog_write(net_shard *sh, net_job *j)
     }
     if (op == CAT_DELETE) {
         uint64_t refs = 0;
-        if (kind != CATALOG_SHOWTIME)
-            catalog_refs_count(rd, kind, j->id, &refs);
+        if (kind != CATALOG_SHOWTIME && catalog_refs_count(rd, kind, j->id, &refs) != 0) {
+            busy(r, "catalog unavailable");
+            goto out;
+        }
         if (refs > 0) {
             char d[200];
             snprintf(d, sizeof(d), "%" PRIu64 " %s still refer to this %s; delete them first", refs,
@@ -1096,6 +1265,8 @@ static void run_catalog_write(net_shard *sh, net_job *j)
         }
         if (kind == CATALOG_SHOWTIME) {
             engine_record rec;
+            uint64_t layout = 0;
+            engine_showtime_get(sh->e, j->id, &layout, NULL, NULL);
             engine_result er = engine_showtime_delete(sh->e, now, j->id, &rec);
             if (er == ENGINE_SHOWTIME_IN_USE) {
                 problem(r, 409, "showtime-in-use", "Showtime in use",
@@ -1108,6 +1279,8 @@ static void run_catalog_write(net_shard *sh, net_job *j)
                 wal_append_failed(r, -1);
                 goto out;
             }
+            if (er == ENGINE_OK)
+                layout_release(sh, layout, now);
         }
         ch.put = false;
         status = 204;
@@ -1134,7 +1307,10 @@ static void run_catalog_write(net_shard *sh, net_job *j)
                 (moved || !json_equal(json_object_get(obj, "layout"),
                                       json_object_get(existing, "layout")))) {
                 uint64_t refs = 0;
-                catalog_refs_count(rd, CATALOG_SCREEN, j->id, &refs);
+                if (catalog_refs_count(rd, CATALOG_SCREEN, j->id, &refs) != 0) {
+                    busy(r, "catalog unavailable");
+                    goto out;
+                }
                 if (refs > 0) {
                     problem(r, 409, "in-use", "In use",
                             "showtimes use this screen; its layout and theater cannot change "
@@ -1159,7 +1335,7 @@ static void run_catalog_write(net_shard *sh, net_job *j)
                 !json_equal(json_object_get(obj, "start_ms"),
                             json_object_get(existing, "start_ms")) ||
                 !json_equal(json_object_get(obj, "prices"), json_object_get(existing, "prices"));
-            if (engine_change && showtime_engine_put(sh, r, rd, obj, op != CAT_CREATE, now) != 0)
+            if (engine_change && showtime_engine_put(sh, r, rd, obj, now) != 0)
                 goto out;
         }
         ch.put = true;
@@ -1215,9 +1391,26 @@ static void h_catalog_create(net_request *r)
     json_t *b = body_object(r);
     if (b == NULL)
         return;
+    /* Hold what it refers to before checking that it exists, so a delete
+     * cannot slip in between (see refs_take). */
+    uint64_t ids[2];
+    uint32_t nids = 0;
+    static const char *const ref_fields[3][2] = {
+        {"theater_id", NULL}, {"screen_id", "movie_id"}, {NULL, NULL}};
+    int which = kind == CATALOG_SCREEN ? 0 : kind == CATALOG_SHOWTIME ? 1 : 2;
+    for (int f = 0; f < 2 && ref_fields[which][f] != NULL; f++) {
+        json_t *v = json_object_get(b, ref_fields[which][f]);
+        if (json_is_integer(v) && json_integer_value(v) > 0)
+            ids[nids++] = (uint64_t)json_integer_value(v);
+    }
+    if (!refs_take(r, &r->job, ids, nids)) {
+        json_decref(b);
+        return;
+    }
     catalog_read *rd;
     if (catalog_read_begin(srv(r)->cat, &rd) != 0) {
         json_decref(b);
+        refs_release(srv(r), &r->job);
         busy(r, "catalog unavailable");
         return;
     }
@@ -1234,6 +1427,7 @@ static void h_catalog_create(net_request *r)
     catalog_read_end(rd);
     if (!ok) {
         json_decref(b);
+        refs_release(srv(r), &r->job);
         return;
     }
     uint64_t id = atomic_fetch_add(&srv(r)->next_id, 1);
@@ -1242,19 +1436,23 @@ static void h_catalog_create(net_request *r)
     int rc = catalog_validate(kind, id, b, NULL, kind == CATALOG_SHOWTIME ? &ctx : NULL, &obj, &p);
     json_decref(b);
     if (rc != 0) {
+        refs_release(srv(r), &r->job);
         answer_problem_from_catalog(r, &p);
         return;
     }
     if (kind == CATALOG_SHOWTIME &&
         json_integer_value(json_object_get(obj, "start_ms")) <= net__now_ms(r->shard)) {
         json_decref(obj);
+        refs_release(srv(r), &r->job);
         bad_field(r, "start_time", "must be in the future");
         return;
     }
     r->job.body = obj;
     r->job.id = id;
     r->job.new_id = ((uint64_t)kind << 8) | CAT_CREATE;
-    send_job(r, journal_shard(r, kind, id), run_catalog_write);
+    r->job.back = catalog_write_back;
+    if (!send_job(r, journal_shard(r, kind, id), run_catalog_write))
+        refs_release(srv(r), &r->job);
 }
 
 static void h_catalog_update(net_request *r)
@@ -1265,6 +1463,7 @@ static void h_catalog_update(net_request *r)
         return;
     r->job.body = b;
     r->job.new_id = ((uint64_t)kind << 8) | CAT_UPDATE;
+    r->job.back = catalog_write_back;
     send_job(r, journal_shard(r, kind, r->job.id), run_catalog_write);
 }
 
@@ -1272,6 +1471,7 @@ static void h_catalog_delete(net_request *r)
 {
     catalog_kind kind = kind_of_path(r);
     r->job.new_id = ((uint64_t)kind << 8) | CAT_DELETE;
+    r->job.back = catalog_write_back;
     send_job(r, journal_shard(r, kind, r->job.id), run_catalog_write);
 }
 
@@ -1826,7 +2026,7 @@ static void run_seatmap(net_shard *sh, net_job *j)
     uint32_t prices[ENGINE_CATEGORIES_MAX];
     if (!engine_showtime_get(sh->e, j->id, &layout, &start, prices)) {
         not_found(r, "showtime");
-        job_done(sh, j, 0, false);
+        job_done(sh, j, observed_lsn(sh), false); /* a delete may not be durable yet */
         return;
     }
     if (atomic_load(&sh->wal_error) == 0)

@@ -537,11 +537,14 @@ static int on_message_complete(llhttp_t *p)
     return 0;
 }
 
-static const llhttp_settings_t *settings(void)
+static llhttp_settings_t parser_settings;
+static uv_once_t parser_settings_once = UV_ONCE_INIT;
+
+static void settings_init(void)
 {
-    static llhttp_settings_t s;
-    static bool init;
-    if (!init) {
+    llhttp_settings_t *sp = &parser_settings;
+    {
+        llhttp_settings_t s;
         llhttp_settings_init(&s);
         s.on_message_begin = on_message_begin;
         s.on_url = on_url;
@@ -552,9 +555,15 @@ static const llhttp_settings_t *settings(void)
         s.on_headers_complete = on_headers_complete;
         s.on_body = on_body;
         s.on_message_complete = on_message_complete;
-        init = true;
+        *sp = s;
     }
-    return &s;
+}
+
+/* Built once, before any shard thread can race to it. */
+static const llhttp_settings_t *settings(void)
+{
+    uv_once(&parser_settings_once, settings_init);
+    return &parser_settings;
 }
 
 /* A parse error: answer it (in order, after what is owed) and close. */

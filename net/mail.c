@@ -68,10 +68,13 @@ static void job_deliver(net_shard *sh, net_job *j)
         return;
     }
     net_server *s = sh->server;
+    /* Once pushed, the job belongs to its origin again (which may free it
+     * at once): read nothing from it after the push. */
+    uint32_t origin = j->origin;
     net_mail m = {.kind = NET_MAIL_BACK, .job = j};
-    bool ok = net__ring_push(ring_of(s, sh->id, j->origin), &m);
+    bool ok = net__ring_push(ring_of(s, sh->id, origin), &m);
     NET_ASSERT(ok); /* bounded by the origin's outstanding count */
-    uv_async_send(&s->shards[j->origin].mail);
+    uv_async_send(&s->shards[origin].mail);
 }
 
 bool net__job_send(net_shard *sh, net_job *j, uint32_t target)
@@ -113,9 +116,16 @@ static void queue_push(net_job **head, net_job **tail, net_job *j)
     *tail = j;
 }
 
+static void job_fail_unavailable(net_shard *sh, net_job *j);
+
 void net__job_complete(net_shard *sh, net_job *j)
 {
     NET_ASSERT(j->target == sh->id);
+    if (j->wait_lsn > atomic_load(&sh->durable_lsn) && atomic_load(&sh->wal_error) != 0) {
+        /* That sync will never come (fail-stop): not acknowledged. */
+        job_fail_unavailable(sh, j);
+        return;
+    }
     if (j->wait_lsn > atomic_load(&sh->durable_lsn)) {
         /* LSNs handed out on one shard only grow, so the queue stays sorted. */
         NET_ASSERT(sh->waitq_tail == NULL || sh->waitq_tail->wait_lsn <= j->wait_lsn);
@@ -162,6 +172,7 @@ static void cat_writes_run(net_shard *sh)
 
 static void job_fail_unavailable(net_shard *sh, net_job *j)
 {
+
     net_request *r = j->req;
     if (j->part) {
         j->failed = true;
@@ -297,7 +308,25 @@ static void cat_work(uv_work_t *w)
     for (net_cat_pending *p = sh->cat_batch; p != NULL; p = p->next)
         chs[i++] = p->ch;
     sh->cat_batch_rc = catalog_apply(sh->server->cat, sh->id, sh->cat_batch_lsn, chs, n);
+    /* The error text is thread-local: copy it for the loop thread. */
+    snprintf(sh->cat_error, sizeof(sh->cat_error), "%s",
+             sh->cat_batch_rc != 0 ? catalog_last_error() : "");
     free(chs);
+}
+
+static void cat_waiters_fail(net_shard *sh)
+{
+    while (sh->catq != NULL) {
+        net_job *j = sh->catq;
+        sh->catq = j->next;
+        net__respond_reset(j->req);
+        net__respond_problem(j->req, 503, "catalog-unavailable", "Catalog unavailable",
+                             "the change is in the write-ahead log but the catalog store cannot "
+                             "take it now (see the server log); it will appear once it can",
+                             NULL, "Retry-After: 30\r\n");
+        job_deliver(sh, j);
+    }
+    sh->catq_tail = NULL;
 }
 
 static void cat_after(uv_work_t *w, int status)
@@ -307,9 +336,11 @@ static void cat_after(uv_work_t *w, int status)
     if (status != 0 || sh->cat_batch_rc != 0) {
         /* The changes are durable in the WAL; LMDB will get them at the next
          * try (or from the WAL at restart). Waiters keep waiting. */
-        net__log("error", "catalog apply failed; will retry",
-                 "shard=%" PRIu32 " error=\"%s\" detail=\"%s\"", sh->id,
-                 catalog_strerror(sh->cat_batch_rc), catalog_last_error());
+        sh->cat_failures++;
+        if (sh->cat_failures == 1 || sh->cat_failures % 100 == 0)
+            net__log("error", "catalog apply failed; will retry",
+                     "shard=%" PRIu32 " error=\"%s\" detail=\"%s\" failures=%" PRIu32, sh->id,
+                     catalog_strerror(sh->cat_batch_rc), sh->cat_error, sh->cat_failures);
         /* Put the batch back in front of what came since. */
         net_cat_pending *last = sh->cat_batch;
         if (last != NULL) {
@@ -321,8 +352,15 @@ static void cat_after(uv_work_t *w, int status)
             sh->cat_pending = sh->cat_batch;
         }
         sh->cat_batch = NULL;
+        /* Waiters get an answer within about 5 s (50 tries at 100 ms): the
+         * change is durable in the WAL and reaches LMDB once the cause
+         * (e.g. a full disk) is gone, or at restart, but it cannot be
+         * confirmed now. */
+        if (sh->cat_failures >= 50)
+            cat_waiters_fail(sh);
         return;
     }
+    sh->cat_failures = 0;
     while (sh->cat_batch != NULL) {
         net_cat_pending *p = sh->cat_batch;
         sh->cat_batch = p->next;

@@ -66,10 +66,14 @@ struct net_job {
     uint64_t total; /* ... and the total before paging */
     uint32_t parts_pending;
     net_job **parts;
-    uint64_t idem_fp; /* idempotency: fingerprint of method, path and body */
+    uint64_t idem_fp;  /* idempotency: fingerprint of method, path and body */
+    uint64_t refs[2];  /* catalog ids this write holds in the refs table ... */
+    uint32_t nrefs;    /* ... (released when the job returns) */
+    uint64_t changing; /* the id it marked as being deleted or edited, or 0 */
     uint32_t idem_slot, idem_gen;
     bool idem;
-    bool part;           /* a scatter part (a failure marks it, the gather answers) */
+    bool part; /* a scatter part (a failure marks it, the gather answers) */
+
     net_job_fn exec;     /* idempotent request: the operation, run on ... */
     uint32_t exec_shard; /* ... this shard after the key's home checked the key */
 };
@@ -185,6 +189,8 @@ typedef struct net_metrics {
 } net_metrics;
 
 enum {
+    NET_REFS_MAX = 1024,       /* catalog references in flight at once; beyond: 503 */
+    NET_HASHING_MAX = 32,      /* password jobs per shard on the threadpool; beyond: 503 */
     NET_EXPIRED_RECENT = 8192, /* remembered expired hold ids per shard (a power of two) */
     NET_RING_SLOTS = 4096,     /* per direction between two shards (a power of two) */
     NET_OUTSTANDING_MAX = 2048 /* jobs one shard may have away at another; beyond: 503 */
@@ -240,6 +246,9 @@ struct net_shard {
     net_job *catq, *catq_tail; /* waiting for the catalog to apply */
     net_cat_pending *cat_pending, *cat_pending_tail;
     bool cat_applying;
+    uint32_t cat_failures; /* consecutive failed applies */
+    char cat_error[256];   /* the last one's LMDB text */
+    uint32_t hashing;      /* password jobs on the threadpool (bounded) */
     uint64_t cat_applied_lsn;
     uv_work_t cat_work;
     net_cat_pending *cat_batch; /* being applied by cat_work */
@@ -268,6 +277,16 @@ struct net_server {
     net__ring *rings;         /* [from * nshards + to] */
     _Atomic uint32_t drained; /* shards that finished draining at shutdown */
     int lock_fd;              /* flock on DATA_DIR/LOCK */
+    /* Catalog references in flight (api.c): creates that name a theater,
+     * screen or movie, and deletes or edits of one, exclude each other until
+     * they reached LMDB. Admin paths only; never the seat path. */
+    uv_mutex_t refs_mu;
+    struct net_ref {
+        uint64_t id;
+        uint32_t pending; /* creates in flight that refer to it */
+        bool changing;    /* a delete or edit in flight */
+    } refs[NET_REFS_MAX];
+    uint32_t nrefs;
     /* Internal calls (net_server_call), made from non-shard threads. */
     uv_mutex_t call_mu;
     uv_cond_t call_cond;

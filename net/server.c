@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -112,11 +113,30 @@ int64_t net__now_ms(net_shard *sh)
 
 /* Appends an engine record to the shard's WAL; returns its LSN or a negative
  * WAL error. The state change it describes is already applied. */
+static void shard_fail_stop(net_shard *sh, int err, const char *why)
+{
+    if (atomic_load(&sh->wal_error) != 0)
+        return;
+    atomic_store(&sh->wal_error, err);
+    atomic_store(&sh->ready, 0);
+    net__log("error", why, "shard=%" PRIu32 " error=\"%s\"", sh->id, wal_strerror(err));
+    net__jobs_wal_failed(sh);
+}
+
 int64_t net__journal(net_shard *sh, const engine_record *rec)
 {
     int64_t lsn = snapshot_record_append(sh->wal, rec);
-    if (lsn > 0)
+    if (lsn > 0) {
         atomic_store(&sh->last_lsn, (uint64_t)lsn);
+    } else {
+        /* The engine already changed and its record is not in the WAL:
+         * memory is ahead of the log. Nothing more may be acknowledged
+         * from this shard (a later record could build on the lost one and
+         * make recovery fail); it refuses writes until restarted. */
+        shard_fail_stop(sh, (int)lsn,
+                        "a change could not be journaled; shard refuses writes until "
+                        "restarted");
+    }
     return lsn;
 }
 
@@ -133,12 +153,7 @@ static void on_durable(wal_writer *w, uint64_t lsn, void *arg)
 static void on_wal_failed(wal_writer *w, int err, void *arg)
 {
     (void)w;
-    net_shard *sh = arg;
-    atomic_store(&sh->wal_error, err);
-    atomic_store(&sh->ready, 0);
-    net__log("error", "write-ahead log failed; shard refuses writes until restarted",
-             "shard=%" PRIu32 " error=\"%s\"", sh->id, wal_strerror(err));
-    net__jobs_wal_failed(sh);
+    shard_fail_stop(arg, err, "write-ahead log failed; shard refuses writes until restarted");
 }
 
 /* ---- Recovery ------------------------------------------------------------------ */
@@ -349,6 +364,7 @@ enum { STOP_DRAIN = 1, STOP_SNAPSHOT, STOP_WAL, STOP_DONE };
 static void shard_stop_step(net_shard *sh)
 {
     int phase = sh->stop_phase == 0 ? STOP_DRAIN : sh->stop_phase;
+    net__catalog_kick(sh); /* catalog waiters must not hold the drain back */
     if (phase == STOP_DRAIN) {
         sh->stop_phase = STOP_DRAIN;
         /* Clients get DRAIN_MS to take their answers; a stalled reader must
@@ -510,6 +526,7 @@ static void server_free(net_server *s)
         close(s->lock_fd);
     uv_mutex_destroy(&s->call_mu);
     uv_cond_destroy(&s->call_cond);
+    uv_mutex_destroy(&s->refs_mu);
     free(s->shards);
     free(s);
 }
@@ -556,9 +573,13 @@ int net_server_start(const net_config *cfg, net_server **out, uint16_t *port)
     s->lock_fd = -1;
     uv_mutex_init(&s->call_mu);
     uv_cond_init(&s->call_cond);
+    uv_mutex_init(&s->refs_mu);
     s->pw_opts =
         cfg->password_cost_min ? auth_password_opts_min() : auth_password_opts_interactive();
     net__api_init(s);
+    /* A peer that resets its connection makes a write raise SIGPIPE, which
+     * would kill the process: errors come back from write() instead. */
+    signal(SIGPIPE, SIG_IGN);
     if (s->cfg.shards == 0) {
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
         s->cfg.shards = cpus < 1 ? 1 : cpus > NET_SHARDS_MAX ? NET_SHARDS_MAX : (uint32_t)cpus;
