@@ -1,7 +1,7 @@
 # Thin wrapper over meson. Two build trees:
 #   build-asan/     debug + AddressSanitizer + UndefinedBehaviorSanitizer (make test)
 #   build-release/  optimized, asserts still on (make bench)
-.PHONY: all deps test-deps test bench run format clean
+.PHONY: all deps test-deps bench-deps test bench run format clean
 
 ASAN_DIR    := build-asan
 RELEASE_DIR := build-release
@@ -14,6 +14,9 @@ deps:
 
 test-deps:
 	@./tools/install-deps --test
+
+bench-deps:
+	@./tools/install-deps --bench
 
 $(ASAN_DIR)/build.ninja:
 	meson setup $(ASAN_DIR) --buildtype=debug -Db_sanitize=address,undefined \
@@ -29,9 +32,12 @@ test: test-deps $(ASAN_DIR)/build.ninja $(RELEASE_DIR)/build.ninja
 	meson compile -C $(ASAN_DIR)
 	meson test -C $(ASAN_DIR) --print-errorlogs --num-processes 2
 
-bench: all
+# The server benchmark starts nginx and usherd on loopback ports and drives both with
+# usher-bench (bench/README.md, "Server benchmark: usherd vs nginx").
+bench: all bench-deps
 	./$(RELEASE_DIR)/bench/engine-bench
 	./$(RELEASE_DIR)/bench/replay-bench
+	./bench/server-bench.sh
 
 run: all
 	@echo "usherd: Ctrl-C stops it (final snapshots, WAL sync); data in ./data"

@@ -2,21 +2,26 @@
  * mail.c - jobs between shards: the SPSC rings, durability waits, and the
  * catalog applier.
  *
- * Bounds. A shard keeps at most NET_OUTSTANDING_MAX jobs away at any other
+ * Bounds. A shard keeps at most `outstanding_max` jobs away at any other
  * shard; past that net__job_send() refuses and the caller answers 503 with
  * Retry-After. Every job away comes back exactly once over the reverse ring,
- * so the reverse ring never holds more than NET_OUTSTANDING_MAX replies and a
+ * so the reverse ring never holds more than `outstanding_max` replies and a
  * reply push cannot fail (asserted). Each ring has room for both directions'
  * worth (requests from A and A's replies to B's requests share the ring
- * A -> B), hence NET_RING_SLOTS = 2 * NET_OUTSTANDING_MAX.
+ * A -> B), hence rings of 2 * outstanding_max slots.
+ *
+ * The bound follows the connection limit: every connection has at most
+ * --pipeline requests in the server, and requests spread evenly over the
+ * shards, so a shard may have its share of connections' requests away at
+ * one other shard: connections_max / shards (at least 1,024, at most
+ * 32,768). With 20,000 connections and 2 shards that is 10,000 per pair
+ * (160 KiB of ring each way); with 32 shards, 1,024 (16 KiB per ring).
  */
 #include "net_internal.h"
 
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
-
-_Static_assert(NET_RING_SLOTS >= 2 * NET_OUTSTANDING_MAX, "a reply must always fit");
 
 static net__ring *ring_of(net_server *s, uint32_t from, uint32_t to)
 {
@@ -25,13 +30,20 @@ static net__ring *ring_of(net_server *s, uint32_t from, uint32_t to)
 
 int net__mail_init(net_server *s)
 {
+    uint64_t want = (uint64_t)s->cfg.connections_max / s->nshards;
+    want = want < NET_OUTSTANDING_MIN ? NET_OUTSTANDING_MIN : want;
+    want = want > NET_OUTSTANDING_CAP ? NET_OUTSTANDING_CAP : want;
+    s->outstanding_max = (uint32_t)want;
+    uint32_t slots = 1;
+    while (slots < 2 * s->outstanding_max)
+        slots <<= 1; /* a reply must always fit: 2 * outstanding_max or more */
     size_t n = (size_t)s->nshards * s->nshards;
     s->rings = aligned_alloc(NET__RING_CACHE_LINE, n * sizeof(net__ring));
     if (s->rings == NULL)
         return -ENOMEM;
     memset(s->rings, 0, n * sizeof(net__ring));
     for (size_t i = 0; i < n; i++) {
-        int rc = net__ring_init(&s->rings[i], NET_RING_SLOTS, sizeof(net_mail));
+        int rc = net__ring_init(&s->rings[i], slots, sizeof(net_mail));
         if (rc != 0)
             return rc;
     }
@@ -90,7 +102,7 @@ bool net__job_send(net_shard *sh, net_job *j, uint32_t target)
         j->run(sh, j);
         return true;
     }
-    if (sh->outstanding[target] >= NET_OUTSTANDING_MAX) {
+    if (sh->outstanding[target] >= sh->server->outstanding_max) {
         atomic_fetch_add(&sh->m.forward_refused, 1);
         return false;
     }

@@ -189,11 +189,11 @@ typedef struct net_metrics {
 } net_metrics;
 
 enum {
-    NET_REFS_MAX = 1024,       /* catalog references in flight at once; beyond: 503 */
-    NET_HASHING_MAX = 32,      /* password jobs per shard on the threadpool; beyond: 503 */
-    NET_EXPIRED_RECENT = 8192, /* remembered expired hold ids per shard (a power of two) */
-    NET_RING_SLOTS = 4096,     /* per direction between two shards (a power of two) */
-    NET_OUTSTANDING_MAX = 2048 /* jobs one shard may have away at another; beyond: 503 */
+    NET_REFS_MAX = 1024,        /* catalog references in flight at once; beyond: 503 */
+    NET_HASHING_MAX = 32,       /* password jobs per shard on the threadpool; beyond: 503 */
+    NET_EXPIRED_RECENT = 8192,  /* remembered expired hold ids per shard (a power of two) */
+    NET_OUTSTANDING_MIN = 1024, /* jobs one shard may have away at another, at least ... */
+    NET_OUTSTANDING_CAP = 32768 /* ... and at most (see net__mail_init) */
 };
 
 typedef struct net_mail {
@@ -275,6 +275,7 @@ struct net_server {
     auth_password_opts pw_opts;
     _Atomic uint64_t next_id; /* catalog ids (theaters, screens, movies, showtimes, users) */
     net__ring *rings;         /* [from * nshards + to] */
+    uint32_t outstanding_max; /* jobs one shard may have away at another; beyond: 503 */
     _Atomic uint32_t drained; /* shards that finished draining at shutdown */
     int lock_fd;              /* flock on DATA_DIR/LOCK */
     /* Catalog references in flight (api.c): creates that name a theater,
