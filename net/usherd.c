@@ -197,8 +197,11 @@ static int create_admin(net_config *c, const char *email)
     net_server_wait(server);
     return exit_code;
 }
+static bool stop_requested;
+
 static void on_signal(uv_signal_t *s, int signum)
 {
+    stop_requested = true;
     net_log("info", signum == SIGINT ? "usherd: SIGINT: stopping (final snapshots, WAL sync)"
                                      : "usherd: SIGTERM: stopping (final snapshots, WAL sync)");
     net_server_stop(server);
@@ -325,7 +328,9 @@ int main(int argc, char **argv)
     printf("listening on http://%s:%u\n", shown, port);
     fflush(stdout);
 
-    uv_run(&loop, UV_RUN_ONCE); /* until the first signal */
+    /* Until the first signal (a loop turn may end without one). */
+    while (!stop_requested)
+        uv_run(&loop, UV_RUN_ONCE);
     uv_close((uv_handle_t *)&sigint, NULL);
     uv_close((uv_handle_t *)&sigterm, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
