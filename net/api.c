@@ -189,6 +189,22 @@ static int query_u64(net_request *r, const char *name, uint64_t min, uint64_t ma
     return 1;
 }
 
+/* A query parameter that must be true or false. Returns 1 (set), 0
+ * (absent; *out untouched) or -1 (answered 400). */
+static int query_bool(net_request *r, const char *name, bool *out)
+{
+    char v[8];
+    int q = query_get(r, name, v, sizeof(v));
+    if (q == 0)
+        return 0;
+    if (q < 0 || (strcmp(v, "true") != 0 && strcmp(v, "false") != 0)) {
+        bad_field(r, name, "must be true or false");
+        return -1;
+    }
+    *out = strcmp(v, "true") == 0;
+    return 1;
+}
+
 /* page and limit; answers 400 and returns false when invalid. */
 static bool query_page(net_request *r, uint64_t *page, uint64_t *limit)
 {
@@ -1958,23 +1974,10 @@ static void h_showtimes_list(net_request *r)
         f->day_start = days_from_civil(y, (unsigned)m, (unsigned)d) * 86400000LL;
         f->day_end = f->day_start + 86400000LL;
     }
+    if (query_bool(r, "available", &f->available) < 0 ||
+        query_bool(r, "include_past", &f->include_past) < 0)
+        return;
     char v[16];
-    q = query_get(r, "available", v, sizeof(v));
-    if (q != 0) {
-        if (q < 0 || (strcmp(v, "true") != 0 && strcmp(v, "false") != 0)) {
-            bad_field(r, "available", "must be true or false");
-            return;
-        }
-        f->available = strcmp(v, "true") == 0;
-    }
-    q = query_get(r, "include_past", v, sizeof(v));
-    if (q != 0) {
-        if (q < 0 || (strcmp(v, "true") != 0 && strcmp(v, "false") != 0)) {
-            bad_field(r, "include_past", "must be true or false");
-            return;
-        }
-        f->include_past = strcmp(v, "true") == 0;
-    }
     q = query_get(r, "sort", v, sizeof(v));
     if (q != 0) {
         if (q > 0 && strcmp(v, "time") == 0)
