@@ -343,11 +343,6 @@ static bool hold_expired_recently(net_shard *sh, uint64_t id)
     return sh->expired_recent[XXH3_64bits(&id, sizeof(id)) & (NET_EXPIRED_RECENT - 1)] == id;
 }
 
-static void sweep(net_shard *sh, int64_t now)
-{
-    net__holds_sweep(sh, now);
-}
-
 /* ---- Request bodies ----------------------------------------------------------------- */
 
 /* Parses the body as a JSON object. Answers 400/415 and returns NULL on failure. */
@@ -841,10 +836,10 @@ static void verify_work(uv_work_t *w)
     if (hash == NULL) {
         uv_once(&dummy_once, dummy_hash_make);
         auth_password_verify(dummy_hash, pw, strlen(pw));
-        r->job.new_id = 0;
+        r->job.pw_ok = false;
         return;
     }
-    r->job.new_id = auth_password_verify(hash, pw, strlen(pw)) == 0 ? 1 : 0;
+    r->job.pw_ok = auth_password_verify(hash, pw, strlen(pw)) == 0;
 }
 
 static void verify_after(uv_work_t *w, int status)
@@ -855,7 +850,7 @@ static void verify_after(uv_work_t *w, int status)
         net__request_free(r);
         return;
     }
-    if (status != 0 || r->job.new_id == 0) {
+    if (status != 0 || !r->job.pw_ok) {
         problem(r, 401, "invalid-credentials", "Invalid credentials",
                 "the email or password is wrong", NULL, NULL, NULL);
         net__request_finish(r);
@@ -1026,11 +1021,6 @@ static void catalog_write_back(net_shard *sh, net_job *j)
     refs_release(srv(r), j);
     r->busy = false;
     net__request_finish(r);
-}
-
-static const char *kind_title(catalog_kind k)
-{
-    return catalog_kind_name(k);
 }
 
 /* Facts for validating a showtime on `screen_id`. Answers 422 and returns
@@ -1204,8 +1194,8 @@ enum { CAT_CREATE = 1, CAT_UPDATE, CAT_DELETE };
 static void run_catalog_write(net_shard *sh, net_job *j)
 {
     net_request *r = j->req;
-    catalog_kind kind = (catalog_kind)(j->new_id >> 8);
-    int op = (int)(j->new_id & 0xff);
+    catalog_kind kind = j->cat_kind;
+    int op = j->cat_op;
     if (op != CAT_CREATE && (sh->cat_pending != NULL || sh->cat_applying) &&
         atomic_load(&sh->wal_error) == 0) {
         /* Let earlier changes land first, so the read below sees them. */
@@ -1262,7 +1252,7 @@ static void run_catalog_write(net_shard *sh, net_job *j)
     if (op != CAT_CREATE) {
         existing = catalog_get_json(rd, kind, j->id);
         if (existing == NULL) {
-            not_found(r, kind_title(kind));
+            not_found(r, catalog_kind_name(kind));
             goto out;
         }
     }
@@ -1275,7 +1265,7 @@ static void run_catalog_write(net_shard *sh, net_job *j)
         if (refs > 0) {
             char d[200];
             snprintf(d, sizeof(d), "%" PRIu64 " %s still refer to this %s; delete them first", refs,
-                     kind == CATALOG_THEATER ? "screens" : "showtimes", kind_title(kind));
+                     kind == CATALOG_THEATER ? "screens" : "showtimes", catalog_kind_name(kind));
             problem(r, 409, "in-use", "In use", d, NULL, NULL, NULL);
             goto out;
         }
@@ -1465,7 +1455,8 @@ static void h_catalog_create(net_request *r)
     }
     r->job.body = obj;
     r->job.id = id;
-    r->job.new_id = ((uint64_t)kind << 8) | CAT_CREATE;
+    r->job.cat_kind = kind;
+    r->job.cat_op = CAT_CREATE;
     r->job.back = catalog_write_back;
     if (!send_job(r, journal_shard(r, kind, id), run_catalog_write))
         refs_release(srv(r), &r->job);
@@ -1478,7 +1469,8 @@ static void h_catalog_update(net_request *r)
     if (b == NULL)
         return;
     r->job.body = b;
-    r->job.new_id = ((uint64_t)kind << 8) | CAT_UPDATE;
+    r->job.cat_kind = kind;
+    r->job.cat_op = CAT_UPDATE;
     r->job.back = catalog_write_back;
     send_job(r, journal_shard(r, kind, r->job.id), run_catalog_write);
 }
@@ -1486,7 +1478,8 @@ static void h_catalog_update(net_request *r)
 static void h_catalog_delete(net_request *r)
 {
     catalog_kind kind = kind_of_path(r);
-    r->job.new_id = ((uint64_t)kind << 8) | CAT_DELETE;
+    r->job.cat_kind = kind;
+    r->job.cat_op = CAT_DELETE;
     r->job.back = catalog_write_back;
     send_job(r, journal_shard(r, kind, r->job.id), run_catalog_write);
 }
@@ -1504,7 +1497,7 @@ static void h_catalog_get(net_request *r)
     if (catalog_get(rd, kind, r->job.id, &j, &n) == 0)
         net__respond(r, 200, "application/json", NULL, j, n);
     else
-        not_found(r, kind_title(kind));
+        not_found(r, catalog_kind_name(kind));
     catalog_read_end(rd);
 }
 
@@ -2033,7 +2026,7 @@ static void run_seatmap(net_shard *sh, net_job *j)
         return;
     }
     if (atomic_load(&sh->wal_error) == 0)
-        sweep(sh, net__now_ms(sh));
+        net__holds_sweep(sh, net__now_ms(sh));
     uint32_t n = engine_layout_seat_count(sh->e, layout);
     uint8_t *states = malloc(n);
     NET_ASSERT(states != NULL);
@@ -2234,7 +2227,7 @@ static void run_reserve(net_shard *sh, net_job *j)
         return;
     }
     int64_t now = net__now_ms(sh);
-    sweep(sh, now);
+    net__holds_sweep(sh, now);
     uint64_t layout;
     engine_record rec;
     engine_result er;

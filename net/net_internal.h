@@ -57,13 +57,15 @@ struct net_job {
     /* Caller and arguments, set by the origin. */
     uint64_t user_id;
     auth_role role;
-    json_t *body; /* parsed request body, owned (NULL if none) */
-    uint64_t id;  /* the :id in the path, or the resource the job is for */
-    uint64_t new_id;
-    char *text;     /* job-specific string (owned), e.g. a password hash */
-    void *out;      /* scatter part: results (owned) */
-    size_t out_len; /* ... their count */
-    uint64_t total; /* ... and the total before paging */
+    json_t *body;          /* parsed request body, owned (NULL if none) */
+    uint64_t id;           /* the :id in the path, or the resource the job is for */
+    catalog_kind cat_kind; /* catalog writes: what ... */
+    int cat_op;            /* ... and create, update or delete (api.c) */
+    bool pw_ok;            /* login: the password matched */
+    char *text;            /* job-specific string (owned), e.g. a password hash */
+    void *out;             /* scatter part: results (owned) */
+    size_t out_len;        /* ... their count */
+    uint64_t total;        /* ... and the total before paging */
     uint32_t parts_pending;
     net_job **parts;
     uint64_t idem_fp;  /* idempotency: fingerprint of method, path and body */
@@ -165,10 +167,6 @@ struct net_conn {
 /* ---- Shards ----------------------------------------------------------------- */
 
 enum { NET_ROUTE_SLOTS = 48 /* > the number of routes; the last counts the rest */ };
-
-typedef struct net_route_stats {
-    _Atomic uint64_t count[6]; /* by status class: 1xx..5xx, [0] unused */
-} net_route_stats;
 
 typedef struct net_metrics {
     _Atomic uint64_t requests;

@@ -832,6 +832,33 @@ static uint64_t shard_load(net_shard *sh, size_t off)
 }
 
 /* Prometheus text format 0.0.4. */
+/* One Prometheus histogram per shard from `buckets` counters at `hist_off`
+ * (bucket k counts values below first_le_us << k microseconds; the last one
+ * the rest) and a nanosecond sum at `sum_off`. Appends to b[n..cap). */
+static size_t out_histogram(char *b, size_t n, size_t cap, net_server *s, const char *name,
+                            const char *help, size_t hist_off, int buckets, uint64_t first_le_us,
+                            size_t sum_off)
+{
+#define OUT(...) (n += (size_t)snprintf(b + n, cap - n, __VA_ARGS__))
+    OUT("# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    for (uint32_t i = 0; i < s->nshards; i++) {
+        uint64_t cum = 0;
+        for (int k = 0; k < buckets; k++) {
+            cum += shard_load(&s->shards[i], hist_off + (size_t)k * sizeof(_Atomic uint64_t));
+            if (k < buckets - 1)
+                OUT("%s_bucket{shard=\"%" PRIu32 "\",le=\"%g\"} %" PRIu64 "\n", name, i,
+                    (double)(first_le_us << k) / 1e6, cum);
+        }
+        OUT("%s_bucket{shard=\"%" PRIu32 "\",le=\"+Inf\"} %" PRIu64 "\n", name, i, cum);
+        OUT("%s_sum{shard=\"%" PRIu32 "\"} %.9f\n", name, i,
+            (double)shard_load(&s->shards[i], sum_off) / 1e9);
+        OUT("%s_count{shard=\"%" PRIu32 "\"} %" PRIu64 "\n", name, i, cum);
+    }
+#undef OUT
+    NET_ASSERT(n < cap);
+    return n;
+}
+
 void net__route_metrics(net_request *r)
 {
     net_server *s = r->shard->server;
@@ -867,45 +894,12 @@ void net__route_metrics(net_request *r)
             }
         }
     }
-    OUT("# HELP usher_wal_fsync_duration_seconds Time per group-commit sync.\n"
-        "# TYPE usher_wal_fsync_duration_seconds histogram\n");
-    for (uint32_t i = 0; i < s->nshards; i++) {
-        net_metrics *m = &s->shards[i].m;
-        uint64_t cum = 0;
-        for (int k = 0; k < 23; k++) {
-            cum += atomic_load(&m->wal_sync_hist[k]);
-            OUT("usher_wal_fsync_duration_seconds_bucket{shard=\"%" PRIu32 "\",le=\"%g\"} %" PRIu64
-                "\n",
-                i, (double)(1u << k) / 1e6, cum);
-        }
-        cum += atomic_load(&m->wal_sync_hist[23]);
-        OUT("usher_wal_fsync_duration_seconds_bucket{shard=\"%" PRIu32 "\",le=\"+Inf\"} %" PRIu64
-            "\n",
-            i, cum);
-        OUT("usher_wal_fsync_duration_seconds_sum{shard=\"%" PRIu32 "\"} %.9f\n", i,
-            (double)atomic_load(&m->wal_sync_ns) / 1e9);
-        OUT("usher_wal_fsync_duration_seconds_count{shard=\"%" PRIu32 "\"} %" PRIu64 "\n", i, cum);
-    }
-    OUT("# HELP usher_http_request_duration_seconds Time from first byte to response.\n"
-        "# TYPE usher_http_request_duration_seconds histogram\n");
-    for (uint32_t i = 0; i < s->nshards; i++) {
-        net_metrics *m = &s->shards[i].m;
-        uint64_t cum = 0;
-        for (int k = 0; k < 15; k++) {
-            cum += atomic_load(&m->latency_hist[k]);
-            OUT("usher_http_request_duration_seconds_bucket{shard=\"%" PRIu32
-                "\",le=\"%g\"} %" PRIu64 "\n",
-                i, (double)(16u << k) / 1e6, cum);
-        }
-        cum += atomic_load(&m->latency_hist[15]);
-        OUT("usher_http_request_duration_seconds_bucket{shard=\"%" PRIu32 "\",le=\"+Inf\"} %" PRIu64
-            "\n",
-            i, cum);
-        OUT("usher_http_request_duration_seconds_sum{shard=\"%" PRIu32 "\"} %.9f\n", i,
-            (double)atomic_load(&m->latency_sum_ns) / 1e9);
-        OUT("usher_http_request_duration_seconds_count{shard=\"%" PRIu32 "\"} %" PRIu64 "\n", i,
-            cum);
-    }
+    n = out_histogram(b, n, cap, s, "usher_wal_fsync_duration_seconds",
+                      "Time per group-commit sync.", offsetof(net_shard, m.wal_sync_hist), 24, 1,
+                      offsetof(net_shard, m.wal_sync_ns));
+    n = out_histogram(b, n, cap, s, "usher_http_request_duration_seconds",
+                      "Time from first byte to response.", offsetof(net_shard, m.latency_hist), 16,
+                      16, offsetof(net_shard, m.latency_sum_ns));
     OUT("# HELP usher_shard_ready 1 when the shard serves, 0 while recovering or after a WAL "
         "failure.\n# TYPE usher_shard_ready gauge\n");
     for (uint32_t i = 0; i < s->nshards; i++)
