@@ -36,16 +36,44 @@ static net_server *srv(net_request *r)
     return r->shard->server;
 }
 
+static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d);
+
+/* RFC 3339 UTC ("2026-11-21T18:30:00Z", with millis ".250" when asked). On
+ * the seat path: digits by hand for years 0 to 9999, gmtime/strftime else. */
 static void format_time(int64_t ms, bool millis, char out[32])
 {
-    time_t secs = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
-    if (millis)
-        snprintf(out + n, 32 - n, ".%03dZ", (int)(ms % 1000));
-    else
-        snprintf(out + n, 32 - n, "Z");
+    int64_t secs = ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000);
+    int64_t days = secs >= 0 ? secs / 86400 : -((-secs + 86399) / 86400);
+    int64_t sod = secs - days * 86400, y;
+    unsigned mo, d;
+    civil_from_days(days, &y, &mo, &d);
+    if (y < 0 || y > 9999) {
+        time_t t = (time_t)secs;
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+        snprintf(out + n, 32 - n, millis ? ".%03dZ" : "Z", (int)(ms - secs * 1000));
+        return;
+    }
+    unsigned v[7] = {(unsigned)y / 100,         (unsigned)y % 100,   mo, d, (unsigned)(sod / 3600),
+                     (unsigned)(sod / 60 % 60), (unsigned)(sod % 60)};
+    static const char sep[7] = {0, 0, '-', '-', 'T', ':', ':'};
+    char *o = out;
+    for (int i = 0; i < 7; i++) {
+        if (sep[i] != 0)
+            *o++ = sep[i];
+        *o++ = (char)('0' + v[i] / 10);
+        *o++ = (char)('0' + v[i] % 10);
+    }
+    if (millis) {
+        unsigned frac = (unsigned)(ms - secs * 1000);
+        *o++ = '.';
+        *o++ = (char)('0' + frac / 100);
+        *o++ = (char)('0' + frac / 10 % 10);
+        *o++ = (char)('0' + frac % 10);
+    }
+    *o++ = 'Z';
+    *o = '\0';
 }
 
 static json_t *json_time(int64_t ms)
@@ -346,9 +374,15 @@ static bool hold_expired_recently(net_shard *sh, uint64_t id)
 /* ---- Request bodies ----------------------------------------------------------------- */
 
 /* Parses the body as a JSON object. Answers 400/415 and returns NULL on failure. */
+/* A body is read as JSON when Content-Type says so or says nothing. */
+static bool body_is_json(const net_request *r)
+{
+    return r->content_type[0] == '\0' || strncasecmp(r->content_type, "application/json", 16) == 0;
+}
+
 static json_t *body_object(net_request *r)
 {
-    if (r->content_type[0] != '\0' && strncasecmp(r->content_type, "application/json", 16) != 0) {
+    if (!body_is_json(r)) {
         problem(r, 415, "unsupported-media-type", "Unsupported media type",
                 "send the body as JSON with Content-Type: application/json (curl: --json)",
                 "content-type", NULL, NULL);
@@ -1920,6 +1954,20 @@ static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
     return era * 146097 + (int64_t)doe - 719468;
 }
 
+/* The civil date of a day number (inverse of days_from_civil). */
+static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
+{
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    unsigned doe = (unsigned)(z - era * 146097);
+    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    unsigned mp = (5 * doy + 2) / 153;
+    *d = doy - (153 * mp + 2) / 5 + 1;
+    *m = mp < 10 ? mp + 3 : mp - 9;
+    *y = (int64_t)yoe + era * 400 + (*m <= 2);
+}
+
 static void h_showtimes_list(net_request *r)
 {
     st_filter *f = calloc(1, sizeof(*f));
@@ -2099,21 +2147,107 @@ static void h_seats(net_request *r)
 
 /* ---- Holds and bookings ---------------------------------------------------------------------- */
 
-static json_t *hold_json(net_shard *sh, const engine_hold_info *h)
+/* JSON text built in place, for the answers of the seat path (no jansson
+ * tree and no allocation). The buffer bounds what it holds: a hold's answer
+ * with ENGINE_HOLD_SEATS_MAX labels of ENGINE_LABEL_MAX bytes, every byte
+ * escaped, fits with room to spare (asserted). */
+typedef struct jtext {
+    size_t n;
+    char buf[4096];
+} jtext;
+
+static void jt_put(jtext *t, const char *s, size_t n)
+{
+    NET_ASSERT(t->n + n < sizeof(t->buf));
+    memcpy(t->buf + t->n, s, n);
+    t->n += n;
+}
+
+static void jt_lit(jtext *t, const char *s)
+{
+    jt_put(t, s, strlen(s));
+}
+
+static void jt_u64(jtext *t, uint64_t v)
+{
+    char d[24];
+    size_t i = sizeof(d);
+    do {
+        d[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    jt_put(t, d + i, sizeof(d) - i);
+}
+
+static void jt_i64(jtext *t, int64_t v)
+{
+    if (v < 0) {
+        jt_lit(t, "-");
+        jt_u64(t, (uint64_t)0 - (uint64_t)v);
+    } else {
+        jt_u64(t, (uint64_t)v);
+    }
+}
+
+/* A JSON string literal: quotes, backslashes and control bytes escaped. */
+static void jt_str(jtext *t, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    jt_put(t, "\"", 1);
+    for (; *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            char e[2] = {'\\', (char)c};
+            jt_put(t, e, 2);
+        } else if (c < 0x20) {
+            char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            jt_put(t, e, 6);
+        } else {
+            jt_put(t, (const char *)&c, 1);
+        }
+    }
+    jt_put(t, "\"", 1);
+}
+
+static void jt_time(jtext *t, int64_t ms)
+{
+    char b[32];
+    format_time(ms, ms % 1000 != 0, b);
+    jt_str(t, b);
+}
+
+static void respond_text(net_request *r, int status, const jtext *t)
+{
+    net__respond(r, status, "application/json", NULL, t->buf, t->n);
+}
+
+/* A hold as JSON (the answer of reserve and GET /api/holds/:id). */
+static void hold_text(net_shard *sh, const engine_hold_info *h, jtext *t)
 {
     uint64_t layout = 0;
     engine_showtime_get(sh->e, h->showtime_id, &layout, NULL, NULL);
-    json_t *o = json_object();
-    json_object_set_new(o, "hold_id", json_integer((json_int_t)h->id));
-    json_object_set_new(o, "showtime_id", json_integer((json_int_t)h->showtime_id));
-    json_object_set_new(o, "seats", seat_labels(sh, layout, h->seats, h->seat_count));
-    json_object_set_new(o, "amount", json_integer((json_int_t)h->amount));
-    json_object_set_new(o, "currency", json_string(CURRENCY));
-    json_object_set_new(o, "created_at", json_time(h->created_ms));
-    json_object_set_new(o, "expires_at", json_time(h->expires_ms));
+    t->n = 0;
+    jt_lit(t, "{\"hold_id\":");
+    jt_u64(t, h->id);
+    jt_lit(t, ",\"showtime_id\":");
+    jt_u64(t, h->showtime_id);
+    jt_lit(t, ",\"seats\":[");
+    for (uint32_t i = 0; i < h->seat_count; i++) {
+        const engine_seat_spec *s = engine_layout_seat(sh->e, layout, h->seats[i]);
+        if (i > 0)
+            jt_lit(t, ",");
+        jt_str(t, s != NULL ? s->label : "?");
+    }
+    jt_lit(t, "],\"amount\":");
+    jt_u64(t, h->amount);
+    jt_lit(t, ",\"currency\":\"" CURRENCY "\",\"created_at\":");
+    jt_time(t, h->created_ms);
+    jt_lit(t, ",\"expires_at\":");
+    jt_time(t, h->expires_ms);
     int64_t left = h->expires_ms - net__now_ms(sh);
-    json_object_set_new(o, "expires_in_s", json_integer(left > 0 ? (left + 999) / 1000 : 0));
-    return o;
+    jt_lit(t, ",\"expires_in_s\":");
+    jt_i64(t, left > 0 ? (left + 999) / 1000 : 0);
+    jt_lit(t, "}");
 }
 
 static const char *payment_name(engine_payment p)
@@ -2236,37 +2370,32 @@ static void run_reserve(net_shard *sh, net_job *j)
         refusal(sh, r, ENGINE_UNKNOWN_SHOWTIME, 0, NULL, 0);
         goto refused;
     }
-    json_t *seats = json_object_get(j->body, "seats");
-    if (seats != NULL) {
+    const net_reserve_args *a = &r->reserve;
+    if (a->nseats > 0) {
         uint32_t idx[ENGINE_HOLD_SEATS_MAX];
-        size_t n = json_array_size(seats);
-        for (size_t i = 0; i < n; i++) {
-            int32_t s =
-                engine_layout_seat_find(sh->e, layout, json_string_value(json_array_get(seats, i)));
+        for (uint32_t i = 0; i < a->nseats; i++) {
+            int32_t s = engine_layout_seat_find(sh->e, layout, a->seats[i]);
             if (s < 0) {
                 char field[32];
-                snprintf(field, sizeof(field), "seats[%zu]", i);
+                snprintf(field, sizeof(field), "seats[%" PRIu32 "]", i);
                 problem(r, 400, "invalid-field", "Invalid request field",
                         "no seat with this label in the showtime's layout", field, NULL, NULL);
                 goto refused;
             }
             idx[i] = (uint32_t)s;
         }
-        er = engine_hold_place(sh->e, now, j->id, j->user_id, idx, (uint32_t)n, conflicts, &nconf,
+        er = engine_hold_place(sh->e, now, j->id, j->user_id, idx, a->nseats, conflicts, &nconf,
                                &rec);
     } else {
-        const char *cat = json_string_value(json_object_get(j->body, "category"));
         uint32_t ncat = engine_layout_category_count(sh->e, layout), c = 0;
-        while (c < ncat && !str_ieq(engine_layout_category_name(sh->e, layout, c), cat))
+        while (c < ncat && !str_ieq(engine_layout_category_name(sh->e, layout, c), a->category))
             c++;
         if (c == ncat) {
             bad_field(r, "category", "no such seat category in this showtime");
             goto refused;
         }
-        uint32_t count = (uint32_t)json_integer_value(json_object_get(j->body, "count"));
-        uint32_t opts =
-            json_is_true(json_object_get(j->body, "accessible")) ? ENGINE_BEST_ALLOW_ACCESSIBLE : 0;
-        er = engine_hold_best(sh->e, now, j->id, j->user_id, count, c, opts, &rec);
+        uint32_t opts = a->accessible ? ENGINE_BEST_ALLOW_ACCESSIBLE : 0;
+        er = engine_hold_best(sh->e, now, j->id, j->user_id, a->count, c, opts, &rec);
     }
     if (er != ENGINE_OK) {
         refusal(sh, r, er, layout, conflicts, nconf);
@@ -2282,7 +2411,9 @@ static void run_reserve(net_shard *sh, net_job *j)
     atomic_fetch_add(&sh->m.holds, 1);
     engine_hold_info h;
     NET_ASSERT(engine_hold_get(sh->e, rec.u.hold_place.hold_id, &h));
-    respond_json(r, 201, hold_json(sh, &h), NULL);
+    jtext t;
+    hold_text(sh, &h, &t);
+    respond_text(r, 201, &t);
     job_done(sh, j, (uint64_t)lsn, false);
     return;
 refused:
@@ -2337,16 +2468,18 @@ static bool send_idempotent(net_request *r, uint32_t owner, net_job_fn run)
     return send_job(r, (uint32_t)(h % srv(r)->nshards), run_idem_home);
 }
 
-static void h_reserve(net_request *r)
+/* The careful read of a reserve body (jansson): every error answered with
+ * its field and reason. False when it answered one. */
+static bool reserve_body_careful(net_request *r, net_reserve_args *a)
 {
     json_t *b = body_object(r);
     if (b == NULL)
-        return;
+        return false;
     r->job.body = b;
     static const char *const fields[] = {"showtime_id", "seats",      "count",
                                          "category",    "accessible", NULL};
-    if (!only_fields(r, b, fields) || !body_id(r, b, "showtime_id", &r->job.id))
-        return;
+    if (!only_fields(r, b, fields) || !body_id(r, b, "showtime_id", &a->showtime_id))
+        return false;
     json_t *seats = json_object_get(b, "seats"), *count = json_object_get(b, "count");
     uint32_t max = srv(r)->cfg.engine.max_seats_per_hold;
     char reason[96];
@@ -2354,13 +2487,17 @@ static void h_reserve(net_request *r)
         bad_field(r, seats ? "count" : "seats",
                   seats ? "give either seats (a list of labels) or count and category, not both"
                         : "give seats (a list of labels) or count and category");
-        return;
+        return false;
     }
+    a->nseats = 0;
+    a->count = 0;
+    a->accessible = false;
+    a->category[0] = '\0';
     if (seats != NULL) {
         snprintf(reason, sizeof(reason), "must be a list of 1 to %" PRIu32 " seat labels", max);
         if (!json_is_array(seats) || json_array_size(seats) < 1 || json_array_size(seats) > max) {
             bad_field(r, "seats", reason);
-            return;
+            return false;
         }
         for (size_t i = 0; i < json_array_size(seats); i++) {
             json_t *s = json_array_get(seats, i);
@@ -2369,32 +2506,52 @@ static void h_reserve(net_request *r)
                 char field[32];
                 snprintf(field, sizeof(field), "seats[%zu]", i);
                 bad_field(r, field, "must be a seat label such as \"A12\"");
-                return;
+                return false;
             }
+            snprintf(a->seats[i], sizeof(a->seats[i]), "%s", json_string_value(s));
         }
+        a->nseats = (uint32_t)json_array_size(seats);
         if (json_object_get(b, "category") || json_object_get(b, "accessible")) {
             bad_field(r, json_object_get(b, "category") ? "category" : "accessible",
                       "only with count (best available)");
-            return;
+            return false;
         }
-    } else {
-        snprintf(reason, sizeof(reason), "must be an integer from 1 to %" PRIu32, max);
-        if (!json_is_integer(count) || json_integer_value(count) < 1 ||
-            json_integer_value(count) > max) {
-            bad_field(r, "count", reason);
-            return;
-        }
-        json_t *cat = json_object_get(b, "category");
-        if (!json_is_string(cat)) {
-            bad_field(r, "category", cat == NULL ? "is required with count" : "must be a string");
-            return;
-        }
-        json_t *acc = json_object_get(b, "accessible");
-        if (acc != NULL && !json_is_boolean(acc)) {
-            bad_field(r, "accessible", "must be true or false");
-            return;
-        }
+        return true;
     }
+    snprintf(reason, sizeof(reason), "must be an integer from 1 to %" PRIu32, max);
+    if (!json_is_integer(count) || json_integer_value(count) < 1 ||
+        json_integer_value(count) > max) {
+        bad_field(r, "count", reason);
+        return false;
+    }
+    a->count = (uint32_t)json_integer_value(count);
+    json_t *cat = json_object_get(b, "category");
+    if (!json_is_string(cat)) {
+        bad_field(r, "category", cat == NULL ? "is required with count" : "must be a string");
+        return false;
+    }
+    /* Longer than any category name: kept as "", which matches none either. */
+    if (strlen(json_string_value(cat)) < sizeof(a->category))
+        snprintf(a->category, sizeof(a->category), "%s", json_string_value(cat));
+    json_t *acc = json_object_get(b, "accessible");
+    if (acc != NULL && !json_is_boolean(acc)) {
+        bad_field(r, "accessible", "must be true or false");
+        return false;
+    }
+    a->accessible = json_is_true(acc);
+    return true;
+}
+
+static void h_reserve(net_request *r)
+{
+    net_reserve_args *a = &r->reserve;
+    uint32_t max = srv(r)->cfg.engine.max_seats_per_hold;
+    /* Plain bodies skip the JSON tree (body.h); the rest, errors included,
+     * are read carefully. Either way `a` says what is asked. */
+    bool fast = body_is_json(r) && net_reserve_body_fast(r->body, r->body_len, max, a);
+    if (!fast && !reserve_body_careful(r, a))
+        return;
+    r->job.id = a->showtime_id;
     if (!idem_header_ok(r))
         return;
     send_idempotent(r, shard_of_showtime(r, r->job.id), run_reserve);
@@ -2433,7 +2590,9 @@ static void run_hold_get(net_shard *sh, net_job *j)
         problem(r, 404, "not-found", "Not found",
                 "no live hold of yours with this id (it may have ended)", NULL, NULL, NULL);
     } else {
-        respond_json(r, 200, hold_json(sh, &h), NULL);
+        jtext t;
+        hold_text(sh, &h, &t);
+        respond_text(r, 200, &t);
     }
     job_done(sh, j, observed_lsn(sh), false);
 }
@@ -2696,6 +2855,15 @@ typedef struct route {
 } route;
 
 static const route routes[] = {
+    /* The seat path first: a request is matched against the table in order. */
+    {HTTP_GET, "/api/seats/:id", h_seats, AUTH_NONE},
+    {HTTP_POST, "/api/bookings/reserve", h_reserve, AUTH_USER},
+    {HTTP_POST, "/api/bookings/confirm", h_confirm, AUTH_USER},
+    {HTTP_GET, "/api/bookings/my-bookings", h_my_bookings, AUTH_USER},
+    {HTTP_GET, "/api/bookings/:id", h_booking, AUTH_USER},
+    {HTTP_POST, "/api/bookings/:id/cancel", h_booking, AUTH_USER},
+    {HTTP_GET, "/api/holds/:id", h_hold, AUTH_USER},
+    {HTTP_DELETE, "/api/holds/:id", h_hold, AUTH_USER},
     {HTTP_GET, "/livez", net__route_livez, AUTH_NONE},
     {HTTP_GET, "/readyz", net__route_readyz, AUTH_NONE},
     {HTTP_GET, "/metrics", net__route_metrics, AUTH_NONE},
@@ -2722,14 +2890,6 @@ static const route routes[] = {
     {HTTP_GET, "/api/showtimes/:id", h_catalog_get, AUTH_NONE},
     {HTTP_PATCH, "/api/showtimes/:id", h_catalog_update, AUTH_ADMIN},
     {HTTP_DELETE, "/api/showtimes/:id", h_catalog_delete, AUTH_ADMIN},
-    {HTTP_GET, "/api/seats/:id", h_seats, AUTH_NONE},
-    {HTTP_POST, "/api/bookings/reserve", h_reserve, AUTH_USER},
-    {HTTP_POST, "/api/bookings/confirm", h_confirm, AUTH_USER},
-    {HTTP_GET, "/api/bookings/my-bookings", h_my_bookings, AUTH_USER},
-    {HTTP_GET, "/api/bookings/:id", h_booking, AUTH_USER},
-    {HTTP_POST, "/api/bookings/:id/cancel", h_booking, AUTH_USER},
-    {HTTP_GET, "/api/holds/:id", h_hold, AUTH_USER},
-    {HTTP_DELETE, "/api/holds/:id", h_hold, AUTH_USER},
 };
 enum { ROUTE_COUNT = sizeof(routes) / sizeof(routes[0]) };
 

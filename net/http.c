@@ -94,44 +94,78 @@ static const char *http_date(void)
     if (now != last) {
         struct tm tm;
         gmtime_r(&now, &tm);
-        strftime(buf, sizeof(buf), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        size_t n = strftime(buf, sizeof(buf), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        NET_ASSERT(n == 29); /* net__respond copies exactly this much */
         last = now;
     }
     return buf;
 }
 
+/* Appends `len` bytes at *at (the caller sized the buffer). */
+static char *put(char *at, const char *s, size_t len)
+{
+    memcpy(at, s, len);
+    return at + len;
+}
+
+static char *put_str(char *at, const char *s)
+{
+    return put(at, s, strlen(s));
+}
+
+/* Status line and headers are assembled by hand: this runs for every
+ * answer, and snprintf showed in profiles. */
 void net__respond(net_request *req, int status, const char *content_type, const char *extra_headers,
                   const char *body, size_t body_len)
 {
     NET_ASSERT(!req->done && req->resp == NULL);
+    NET_ASSERT(status >= 100 && status <= 999);
     if (!req->keep_alive)
         req->close_after = true;
     const char *extra = extra_headers != NULL ? extra_headers : "";
-    size_t cap = 256 + strlen(content_type) + strlen(extra) + body_len;
+    const char *text = status_text(status);
+    size_t cap = 160 + strlen(text) + strlen(content_type) + strlen(extra) + body_len;
     req->resp = malloc(cap);
     NET_ASSERT(req->resp != NULL);
-    int n;
-    if (status == 204 || status == 304) {
-        /* No content, and no Content-Length or Content-Type (RFC 9110 8.6,
+    char *o = req->resp;
+    char code[5] = {(char)('0' + status / 100), (char)('0' + status / 10 % 10),
+                    (char)('0' + status % 10), ' ', '\0'};
+    o = put(o, "HTTP/1.1 ", 9);
+    o = put(o, code, 4);
+    o = put_str(o, text);
+    o = put(o, "\r\nDate: ", 8);
+    o = put(o, http_date(), 29); /* IMF-fixdate: always 29 bytes */
+    o = put(o, "\r\n", 2);
+    if (status != 204 && status != 304) {
+        /* 204 and 304 carry no Content-Length or Content-Type (RFC 9110 8.6,
          * 15.4.5): a 304's length would have to be the 200's. */
-        NET_ASSERT(body_len == 0);
-        n = snprintf(req->resp, cap, "HTTP/1.1 %d %s\r\nDate: %s\r\n%s%s\r\n", status,
-                     status_text(status), http_date(),
-                     req->close_after ? "Connection: close\r\n" : "", extra);
+        char len[24];
+        size_t i = sizeof(len);
+        size_t v = body_len;
+        do {
+            len[--i] = (char)('0' + v % 10);
+            v /= 10;
+        } while (v != 0);
+        o = put(o, "Content-Type: ", 14);
+        o = put_str(o, content_type);
+        o = put(o, "\r\nContent-Length: ", 18);
+        o = put(o, len + i, sizeof(len) - i);
+        o = put(o, "\r\n", 2);
     } else {
-        n = snprintf(req->resp, cap,
-                     "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s"
-                     "\r\n",
-                     status, status_text(status), http_date(), content_type, body_len,
-                     req->close_after ? "Connection: close\r\n" : "", extra);
+        NET_ASSERT(body_len == 0);
     }
-    NET_ASSERT(n > 0 && (size_t)n + body_len <= cap);
+    if (req->close_after)
+        o = put(o, "Connection: close\r\n", 19);
+    o = put_str(o, extra);
+    o = put(o, "\r\n", 2);
+    size_t n = (size_t)(o - req->resp);
+    NET_ASSERT(n + body_len <= cap);
     if (req->method == HTTP_HEAD)
         body_len = 0;
     if (body_len > 0)
-        memcpy(req->resp + n, body, body_len);
-    req->resp_body_off = (size_t)n;
-    req->resp_len = (size_t)n + body_len;
+        memcpy(o, body, body_len);
+    req->resp_body_off = n;
+    req->resp_len = n + body_len;
     req->status = status;
 }
 
@@ -174,12 +208,35 @@ void net__respond_problem(net_request *req, int status, const char *type, const 
 
 /* ---- Requests ------------------------------------------------------------- */
 
+enum {
+    REQUEST_SPARES_MAX = 1024,    /* spare requests kept per shard */
+    REQUEST_SPARE_BODY_MAX = 4096 /* a spare keeps its body buffer up to this size */
+};
+
 static net_request *request_new(net_conn *c)
 {
-    net_request *r = calloc(1, sizeof(*r));
-    NET_ASSERT(r != NULL);
+    net_shard *sh = c->shard;
+    net_request *r = sh->req_spare;
+    if (r != NULL) {
+        sh->req_spare = r->job.req;
+        sh->req_spare_len--;
+        /* Everything above the buffers is cleared, the buffers emptied; a
+         * body buffer stays (bodies are alike: no malloc per request). */
+        char *body = r->body;
+        size_t body_cap = r->body_cap;
+        memset(r, 0, offsetof(net_request, url));
+        r->body = body;
+        r->body_cap = body_cap;
+        if (body != NULL)
+            body[0] = '\0';
+        r->url[0] = r->authorization[0] = r->idempotency_key[0] = '\0';
+        r->if_none_match[0] = r->content_type[0] = r->expect[0] = '\0';
+    } else {
+        r = calloc(1, sizeof(*r));
+        NET_ASSERT(r != NULL);
+    }
     r->conn = c;
-    r->shard = c->shard;
+    r->shard = sh;
     r->route_id = -1;
     r->seq = c->next_seq++;
     r->start_ns = uv_hrtime();
@@ -200,9 +257,32 @@ static void request_free(net_request *r)
     }
     json_decref(r->job.body);
     free(r->job.text);
-    free(r->body);
     free(r->resp);
+    net_shard *sh = r->shard;
+    if (r->body_cap > REQUEST_SPARE_BODY_MAX) {
+        free(r->body);
+        r->body = NULL;
+        r->body_cap = 0;
+    }
+    if (!r->internal && sh->req_spare_len < REQUEST_SPARES_MAX) {
+        r->job.req = sh->req_spare;
+        sh->req_spare = r;
+        sh->req_spare_len++;
+        return;
+    }
+    free(r->body);
     free(r);
+}
+
+void net__request_spares_free(net_shard *sh)
+{
+    while (sh->req_spare != NULL) {
+        net_request *r = sh->req_spare;
+        sh->req_spare = r->job.req;
+        free(r->body);
+        free(r);
+    }
+    sh->req_spare_len = 0;
 }
 
 void net__request_free(net_request *r)
@@ -210,23 +290,32 @@ void net__request_free(net_request *r)
     request_free(r);
 }
 
+/* Adds to a counter only this shard's thread writes: a relaxed load and
+ * store, not a locked read-modify-write; readers (/metrics) see whole values. */
+static void count_add(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
+/* Runs on the request's shard thread (the only writer of these counters). */
 static void record_metrics(net_request *r)
 {
     net_metrics *m = &r->shard->m;
     uint64_t ns = uv_hrtime() - r->start_ns;
-    atomic_fetch_add(&m->requests, 1);
-    atomic_fetch_add(&m->latency_sum_ns, ns);
+    count_add(&m->requests, 1);
+    count_add(&m->latency_sum_ns, ns);
     uint64_t us = ns / 1000;
     int b = 0;
     while (b < 15 && us >= ((uint64_t)16 << b))
         b++;
-    atomic_fetch_add(&m->latency_hist[b], 1);
+    count_add(&m->latency_hist[b], 1);
     int cls = r->status / 100;
     if (cls >= 1 && cls <= 5) {
-        atomic_fetch_add(&m->status_class[cls], 1);
+        count_add(&m->status_class[cls], 1);
         int slot = r->route_id >= 0 && r->route_id < NET_ROUTE_SLOTS - 1 ? r->route_id
                                                                          : NET_ROUTE_SLOTS - 1;
-        atomic_fetch_add(&m->route_status[slot][cls], 1);
+        count_add(&m->route_status[slot][cls], 1);
     }
 }
 
@@ -288,6 +377,7 @@ static void conn_linger(net_conn *c)
         conn_close(c);
         return;
     }
+    c->lingering = true;
     uv_read_stop((uv_stream_t *)&c->tcp);
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_discard);
     uv_timer_start(&c->timer, on_linger_end, 2000, 0);
@@ -312,30 +402,62 @@ static void on_write(uv_write_t *w, int status)
     conn_resume(c);
 }
 
-/* Writes `buf` (malloc'd; ownership passes here). False if the write could
- * not start: the connection is then closing. */
-static bool conn_send(net_conn *c, char *buf, size_t len, bool close_after)
+/* Writes `buf` (malloc'd; ownership passes here). When nothing is queued
+ * before it, the write is tried at once (most answers fit the socket buffer:
+ * no write request, no callback, no epoll change); what does not fit is
+ * queued with uv_write. Returns -1 if the connection is closing, 0 when the
+ * answer went out whole, 1 when some of it is queued. */
+static int conn_send(net_conn *c, char *buf, size_t len, bool close_after)
 {
+    size_t off = 0;
+    if (c->writes_pending == 0) {
+        uv_buf_t b = uv_buf_init(buf, (unsigned)len);
+        int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        if (n >= 0) {
+            off = (size_t)n;
+        } else if (n != UV_EAGAIN) {
+            free(buf);
+            conn_close(c);
+            return -1;
+        }
+    }
+    if (off == len) {
+        free(buf);
+        if (close_after)
+            conn_linger(c);
+        return 0;
+    }
     conn_write *cw = calloc(1, sizeof(*cw));
     NET_ASSERT(cw != NULL);
     cw->buf = buf;
     cw->close_after = close_after;
     cw->req.data = c;
-    uv_buf_t b = uv_buf_init(buf, (unsigned)len);
+    uv_buf_t b = uv_buf_init(buf + off, (unsigned)(len - off));
     c->writes_pending++;
     if (uv_write(&cw->req, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
         c->writes_pending--;
         free(buf);
         free(cw);
         conn_close(c);
-        return false;
+        return -1;
     }
-    return true;
+    return 1;
+}
+
+/* Answers left at once: go on as on_write would (after the parse, if one
+ * is running: llhttp must not be re-entered). */
+static void conn_written(net_conn *c)
+{
+    if (c->parsing)
+        c->resume_wanted = true;
+    else
+        conn_resume(c);
 }
 
 /* Sends every finished response at the head of the queue, in order. */
 static void conn_flush(net_conn *c)
 {
+    bool sent = false;
     while (c->qlen > 0 && !c->closing) {
         net_request *r = c->queue[c->qhead % NET_PIPELINE_HARD_MAX];
         if (!r->done)
@@ -347,15 +469,20 @@ static void conn_flush(net_conn *c)
         bool stop = r->close_after;
         r->resp = NULL;
         request_free(r);
-        if (!conn_send(c, resp, len, stop))
-            return;
         if (stop) {
             /* Nothing after a closing response is answered. */
             uv_read_stop((uv_stream_t *)&c->tcp);
             c->reading = false;
+            conn_send(c, resp, len, true);
             return;
         }
+        int rc = conn_send(c, resp, len, false);
+        if (rc < 0)
+            return;
+        sent |= rc == 0;
     }
+    if (sent)
+        conn_written(c);
 }
 
 /* ---- Parsing --------------------------------------------------------------------- */
@@ -365,7 +492,8 @@ static net_conn *conn_of(llhttp_t *p)
     return p->data;
 }
 
-static void timer_arm(net_conn *c, uint64_t ms);
+static void timer_ensure(net_conn *c);
+static uint64_t loop_now(net_conn *c);
 
 static int on_message_begin(llhttp_t *p)
 {
@@ -376,7 +504,8 @@ static int on_message_begin(llhttp_t *p)
     c->header_count = 0;
     c->in_headers = true;
     c->hdr_field_len = 0;
-    timer_arm(c, c->shard->server->cfg.request_timeout_ms);
+    c->req_deadline_ms = loop_now(c) + c->shard->server->cfg.request_timeout_ms;
+    timer_ensure(c);
     return 0;
 }
 
@@ -428,19 +557,25 @@ static int on_header_field_complete(llhttp_t *p)
         return parse_refuse(c, 431);
     if (count_header_bytes(c, 3) != 0) /* ':', CR, LF */
         return HPE_USER;
+#define WANTED(name, field)                                                    \
+    {                                                                          \
+        name, sizeof(name) - 1, offsetof(net_request, field), sizeof(r->field) \
+    }
     static const struct {
         const char *name;
-        size_t off, cap;
+        size_t len, off, cap;
     } wanted[] = {
-        {"authorization", offsetof(net_request, authorization), sizeof(r->authorization)},
-        {"idempotency-key", offsetof(net_request, idempotency_key), sizeof(r->idempotency_key)},
-        {"if-none-match", offsetof(net_request, if_none_match), sizeof(r->if_none_match)},
-        {"content-type", offsetof(net_request, content_type), sizeof(r->content_type)},
-        {"expect", offsetof(net_request, expect), sizeof(r->expect)},
+        WANTED("authorization", authorization),
+        WANTED("idempotency-key", idempotency_key),
+        WANTED("if-none-match", if_none_match),
+        WANTED("content-type", content_type),
+        WANTED("expect", expect),
     };
+#undef WANTED
     c->hdr_value_dst = NULL;
     for (size_t i = 0; i < sizeof(wanted) / sizeof(wanted[0]); i++) {
-        if (strcmp(c->hdr_field, wanted[i].name) == 0) {
+        if (c->hdr_field_len == wanted[i].len &&
+            memcmp(c->hdr_field, wanted[i].name, wanted[i].len) == 0) {
             c->hdr_value_dst = (char *)r + wanted[i].off;
             c->hdr_value_cap = wanted[i].cap;
             c->hdr_value_dst[0] = '\0';
@@ -494,7 +629,8 @@ static int on_headers_complete(llhttp_t *p)
             char *copy = malloc(sizeof(go) - 1);
             NET_ASSERT(copy != NULL);
             memcpy(copy, go, sizeof(go) - 1);
-            conn_send(c, copy, sizeof(go) - 1, false);
+            if (conn_send(c, copy, sizeof(go) - 1, false) == 0)
+                conn_written(c);
         }
     }
     return 0;
@@ -529,7 +665,7 @@ static int on_message_complete(llhttp_t *p)
     NET_ASSERT(c->qlen < NET_PIPELINE_HARD_MAX);
     c->queue[(c->qhead + c->qlen) % NET_PIPELINE_HARD_MAX] = r;
     c->qlen++;
-    timer_arm(c, c->shard->server->cfg.idle_timeout_ms);
+    c->idle_deadline_ms = loop_now(c) + c->shard->server->cfg.idle_timeout_ms;
     net__dispatch(r);
     /* Stop parsing while this many answers are owed; conn_resume goes on. */
     if (c->qlen + c->writes_pending >= c->shard->server->cfg.pipeline_max && !c->closing)
@@ -623,7 +759,10 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
  * unparsed rest is kept and reading stops until conn_resume. */
 static void conn_execute(net_conn *c, const char *data, size_t len)
 {
+    NET_ASSERT(!c->parsing);
+    c->parsing = true;
     llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
+    c->parsing = false;
     if (err == HPE_OK)
         return;
     if (err != HPE_PAUSED) {
@@ -658,17 +797,23 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
             conn_close(c);
         return;
     }
-    if (n > 0)
+    if (n > 0) {
         conn_execute(c, buf->base, (size_t)n);
+        if (c->resume_wanted)
+            conn_resume(c); /* answers left during the parse */
+    }
 }
 
 /* After answers left: resume a paused parse, re-arm the idle timer, read
  * again; or close a connection whose peer is done and who is owed nothing. */
 static void conn_resume(net_conn *c)
 {
+    c->resume_wanted = false;
     if (c->closing)
         return;
-    if (c->paused && c->qlen + c->writes_pending < c->shard->server->cfg.pipeline_max) {
+    /* A loop, not recursion: answers sent during a resumed parse ask for
+     * another resume (resume_wanted), which goes on here. */
+    while (c->paused && c->qlen + c->writes_pending < c->shard->server->cfg.pipeline_max) {
         c->paused = false;
         llhttp_resume(&c->parser);
         char *data = c->paused_data;
@@ -680,14 +825,17 @@ static void conn_resume(net_conn *c)
         free(data);
         if (c->closing)
             return;
+        c->resume_wanted = false;
     }
     bool owed = c->qlen > 0 || c->writes_pending > 0;
     if (c->eof && !owed && !c->paused) {
         conn_close(c); /* peer finished (or shutdown) and every answer left */
         return;
     }
-    if (!owed && c->cur == NULL)
-        timer_arm(c, c->shard->server->cfg.idle_timeout_ms); /* idle from the last answer */
+    if (!owed && c->cur == NULL) {
+        c->idle_deadline_ms = loop_now(c) + c->shard->server->cfg.idle_timeout_ms;
+        timer_ensure(c); /* idle from the last answer */
+    }
     if (!c->paused && !c->reading && !c->eof && !c->refusing) {
         if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
             c->reading = true;
@@ -696,14 +844,43 @@ static void conn_resume(net_conn *c)
 
 /* ---- Timers ------------------------------------------------------------------------ */
 
+static uint64_t loop_now(net_conn *c)
+{
+    return uv_now(&c->shard->loop);
+}
+
+static void on_timer(uv_timer_t *t);
+
+/* Makes the timer due at the deadline that applies (the request being
+ * parsed, else idleness once nothing is owed), or sooner: never later. */
+static void timer_ensure(net_conn *c)
+{
+    if (c->closing || c->lingering)
+        return;
+    uint64_t now = loop_now(c);
+    uint64_t due = c->cur != NULL ? c->req_deadline_ms : c->idle_deadline_ms;
+    uint64_t soon = now + c->shard->server->cfg.request_timeout_ms;
+    if (c->cur == NULL && due > soon)
+        due = soon; /* so that a request starting later needs no earlier timer */
+    if (uv_is_active((uv_handle_t *)&c->timer) && c->timer_due_ms <= due)
+        return;
+    c->timer_due_ms = due;
+    uv_timer_start(&c->timer, on_timer, due > now ? due - now : 0, 0);
+}
+
 static void on_timer(uv_timer_t *t)
 {
     net_conn *c = t->data;
     if (c->closing)
         return;
-    atomic_fetch_add(&c->shard->m.timeouts, 1);
-    if (c->cur != NULL && c->qlen < NET_PIPELINE_HARD_MAX) {
+    uint64_t now = loop_now(c);
+    if (c->cur != NULL) {
+        if (now < c->req_deadline_ms || c->qlen >= NET_PIPELINE_HARD_MAX) {
+            timer_ensure(c);
+            return;
+        }
         /* A request started and did not finish in time (slow client). */
+        atomic_fetch_add(&c->shard->m.timeouts, 1);
         net_request *r = c->cur;
         c->cur = NULL;
         r->keep_alive = false;
@@ -717,14 +894,14 @@ static void on_timer(uv_timer_t *t)
         net__request_finish(r);
         return;
     }
-    if (c->qlen == 0)
-        conn_close(c); /* idle keep-alive connection */
-}
-
-static void timer_arm(net_conn *c, uint64_t ms)
-{
-    if (!c->closing)
-        uv_timer_start(&c->timer, on_timer, ms, 0);
+    if (c->qlen > 0 || c->writes_pending > 0)
+        return; /* answers owed: the last one to leave re-arms (conn_resume) */
+    if (now < c->idle_deadline_ms) {
+        timer_ensure(c);
+        return;
+    }
+    atomic_fetch_add(&c->shard->m.timeouts, 1);
+    conn_close(c); /* idle keep-alive connection */
 }
 
 /* ---- Lifecycle ----------------------------------------------------------------------- */
@@ -821,7 +998,8 @@ void net__conn_accept(net_shard *sh, uv_stream_t *listener)
         return;
     }
     atomic_fetch_add(&sh->m.connections_accepted, 1);
-    timer_arm(c, sh->server->cfg.idle_timeout_ms);
+    c->idle_deadline_ms = loop_now(c) + sh->server->cfg.idle_timeout_ms;
+    timer_ensure(c);
     if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
         c->reading = true;
     else

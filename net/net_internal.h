@@ -5,6 +5,7 @@
 #define USHER_NET_INTERNAL_H
 
 #include "auth.h"
+#include "body.h"
 #include "catalog.h"
 #include "net.h"
 #include "ring.h"
@@ -91,17 +92,10 @@ struct net_request {
     uv_work_t work; /* threadpool tasks (password hashing) */
     uint32_t seq;   /* position on its connection */
     llhttp_method_t method;
-    char url[NET_URL_MAX]; /* path and query, NUL-terminated */
     size_t url_len;
     char *body; /* body_len bytes (NUL-terminated), owned */
     size_t body_len, body_cap;
     bool keep_alive;
-    /* Headers the API uses, copied (bounded by header_bytes_max overall). */
-    char authorization[AUTH_TOKEN_MAX + 16]; /* "Bearer " and a token up to AUTH_TOKEN_MAX */
-    char idempotency_key[256];               /* longer than 64 is refused with 400; past 255, 431 */
-    char if_none_match[128];
-    char content_type[128];
-    char expect[32];
     /* Response, once done. */
     bool done;
     char *resp; /* owned */
@@ -112,6 +106,16 @@ struct net_request {
     int status;
     const char *route; /* for metrics: a fixed route name */
     int route_id;      /* index into the route table, -1 if none */
+    /* The large buffers stay last: a reused request clears only what is
+     * above them (request_new in http.c) and empties these strings. */
+    char url[NET_URL_MAX]; /* path and query, NUL-terminated */
+    /* Headers the API uses, copied (bounded by header_bytes_max overall). */
+    char authorization[AUTH_TOKEN_MAX + 16]; /* "Bearer " and a token up to AUTH_TOKEN_MAX */
+    char idempotency_key[256];               /* longer than 64 is refused with 400; past 255, 431 */
+    char if_none_match[128];
+    char content_type[128];
+    char expect[32];
+    net_reserve_args reserve; /* POST /api/bookings/reserve: filled by h_reserve */
 };
 
 /* Builds a complete response into req (status line, headers, body). Extra
@@ -129,6 +133,8 @@ void net__respond_reset(net_request *req);
 
 /* Frees a request nobody will answer (orphaned). */
 void net__request_free(net_request *req);
+/* Frees the shard's spare requests (shutdown). */
+void net__request_spares_free(net_shard *sh);
 
 /* Marks the request done and sends what can be sent in order. */
 void net__request_finish(net_request *req);
@@ -161,6 +167,16 @@ struct net_conn {
     size_t paused_len;
     int handles_open;
     uint32_t writes_pending;
+    /* Timeouts, in loop time: the request being parsed must be complete by
+     * req_deadline_ms, an idle connection closes at idle_deadline_ms. The
+     * timer is due at the earlier deadline, or request_timeout from when
+     * it was set if that is sooner, so a new request never needs it moved:
+     * requests cost no timer operation, a busy connection one wake-up per
+     * request_timeout (http.c, timer_ensure). */
+    uint64_t req_deadline_ms, idle_deadline_ms, timer_due_ms;
+    bool lingering;        /* closing after a final answer: the timer is the linger's */
+    bool parsing;          /* inside llhttp_execute: answers sent now resume after it */
+    bool resume_wanted;    /* ... and this asks for that resume */
     net_conn *prev, *next; /* the shard's connection list */
 };
 
@@ -258,6 +274,10 @@ struct net_shard {
     /* Ids of recently expired holds (direct-mapped, lossy): a confirm of one
      * answers "expired" rather than the engine's "ended". */
     uint64_t expired_recent[NET_EXPIRED_RECENT];
+    /* Spare requests for reuse (http.c), linked through job.req: a request is some 5 KB, and
+     * allocating and zeroing one per request showed in profiles. */
+    net_request *req_spare;
+    uint32_t req_spare_len;
     bool stopping;
     bool drained;
     int stop_phase; /* server.c: drain, final snapshot, WAL close */

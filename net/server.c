@@ -507,6 +507,7 @@ static void shard_free(net_shard *sh)
     snapshot_store_close(sh->store);
     auth_cache_close(&sh->tokens);
     net__idem_free(&sh->idem);
+    net__request_spares_free(sh);
     while (sh->cat_pending != NULL) {
         net_cat_pending *p = sh->cat_pending;
         sh->cat_pending = p->next;
