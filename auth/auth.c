@@ -19,6 +19,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #define AUTH_ASSERT(c) ((c) ? (void)0 : auth_assert_fail(#c, __FILE__, __LINE__))
 
@@ -29,8 +30,6 @@ static void auth_assert_fail(const char *expr, const char *file, int line)
 }
 
 _Static_assert(AUTH_HASH_MAX == crypto_pwhash_STRBYTES, "hash buffer matches libsodium");
-_Static_assert(AUTH_SECRET_MAX <= crypto_generichash_KEYBYTES_MAX, "secret keys the cache hash");
-_Static_assert(AUTH_SECRET_MIN >= crypto_generichash_KEYBYTES_MIN, "secret keys the cache hash");
 _Static_assert(SHA256_DIGEST_LENGTH <= AUTH_SECRET_MAX, "a hashed secret fits");
 
 /* The only header auth_jwt_sign() writes. Its encoding is fixed, so signing
@@ -778,11 +777,15 @@ int auth_jwt_verify(const auth_jwt_key *key, const char *token, size_t len, int6
 
 /* ---- Cache ------------------------------------------------------------------------------ */
 
-enum { CACHE_DIGEST = 32, CACHE_MAX_ENTRIES = 1u << 20 };
+enum { CACHE_MAX_ENTRIES = 1u << 20 };
 
+/* A verified token, stored whole with the secret it verified under: a hit
+ * is an exact comparison of both, not a hash match. */
 struct auth_cache_entry {
-    uint8_t digest[CACHE_DIGEST]; /* BLAKE2b(key = secret, token); all zero = empty */
-    bool used;
+    uint16_t token_len; /* 0: empty */
+    uint16_t secret_len;
+    uint8_t secret[AUTH_SECRET_MAX];
+    char token[AUTH_CACHE_TOKEN_MAX];
     auth_claims claims;
 };
 
@@ -818,6 +821,15 @@ void auth_cache_clear(auth_cache *c)
     sodium_memzero(c->entries, (size_t)(c->mask + 1) * sizeof *c->entries);
 }
 
+/* The slot of a token: XXH3 seeded from the secret, so that nobody without
+ * it can aim tokens at one slot to evict another user's entry. */
+static uint32_t cache_slot(const auth_cache *c, const auth_jwt_key *key, const char *token,
+                           size_t len)
+{
+    XXH64_hash_t seed = XXH3_64bits(key->secret, key->secret_len);
+    return (uint32_t)XXH3_64bits_withSeed(token, len, seed) & c->mask;
+}
+
 int auth_jwt_verify_cached(auth_cache *c, const auth_jwt_key *key, const char *token, size_t len,
                            int64_t now_s, auth_claims *out)
 {
@@ -825,17 +837,16 @@ int auth_jwt_verify_cached(auth_cache *c, const auth_jwt_key *key, const char *t
     if (len > AUTH_TOKEN_MAX)
         return AUTH_ETOOLONG;
     AUTH_ASSERT(token != NULL || len == 0);
-    /* Keyed by the secret: a hit means this exact token verified under this
-     * exact secret, and nobody can aim a token at another's slot. */
-    uint8_t digest[CACHE_DIGEST];
-    if (crypto_generichash(digest, sizeof digest, (const unsigned char *)token, len, key->secret,
-                           key->secret_len) != 0)
-        return AUTH_ECRYPTO;
-    uint32_t slot = ((uint32_t)digest[0] | (uint32_t)digest[1] << 8 | (uint32_t)digest[2] << 16 |
-                     (uint32_t)digest[3] << 24) &
-                    c->mask;
-    auth_cache_entry *e = &c->entries[slot];
-    if (e->used && sodium_memcmp(e->digest, digest, sizeof digest) == 0) {
+    if (len == 0 || len > AUTH_CACHE_TOKEN_MAX) {
+        c->misses++;
+        return auth_jwt_verify(key, token, len, now_s, out); /* not cached */
+    }
+    auth_cache_entry *e = &c->entries[cache_slot(c, key, token, len)];
+    /* A hit means this exact token verified under this exact secret
+     * (constant-time comparisons: no timing tells how much matched). */
+    if (e->token_len == len && e->secret_len == key->secret_len &&
+        sodium_memcmp(e->secret, key->secret, key->secret_len) == 0 &&
+        sodium_memcmp(e->token, token, len) == 0) {
         /* Only exp can change its verdict as time passes: iat and nbf only
          * become more acceptable, and the rest does not depend on time. */
         if (now_s - key->leeway_s < e->claims.exp_s) {
@@ -852,8 +863,10 @@ int auth_jwt_verify_cached(auth_cache *c, const auth_jwt_key *key, const char *t
     int rc = auth_jwt_verify(key, token, len, now_s, &claims);
     if (rc != 0)
         return rc;
-    memcpy(e->digest, digest, sizeof digest);
-    e->used = true;
+    e->token_len = (uint16_t)len;
+    memcpy(e->token, token, len);
+    e->secret_len = (uint16_t)key->secret_len;
+    memcpy(e->secret, key->secret, key->secret_len);
     e->claims = claims;
     *out = claims;
     return 0;

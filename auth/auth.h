@@ -36,6 +36,7 @@ enum {
     AUTH_SECRET_FILE_BYTES = 32, /* what auth_secret_load_or_create() writes */
     AUTH_SECRET_ENV_MAX = 1024,  /* longest secret string accepted from the environment */
     AUTH_TOKEN_MAX = 4096,       /* longest token accepted (bytes, without a NUL) */
+    AUTH_CACHE_TOKEN_MAX = 512,  /* longest token the verified-token cache keeps */
     AUTH_NAME_MAX = 255,         /* longest iss / aud string */
     AUTH_LEEWAY_MAX_S = 300,     /* largest clock-skew allowance */
     AUTH_JTI_HEX = 32,           /* jti: 128 random bits as lowercase hex */
@@ -241,10 +242,13 @@ typedef struct auth_cache_entry auth_cache_entry;
 
 /**
  * A fixed-size, direct-mapped map from verified tokens to their claims, so
- * the hot path checks a token with one keyed BLAKE2b hash instead of HMAC
- * plus JSON parsing. Entries are keyed by BLAKE2b(key = the HMAC secret,
- * token), so a hit proves the token was verified under that same secret; an
- * entry is used only while now_s < exp + leeway, and expired ones are
+ * the hot path checks a token with one XXH3 hash and two constant-time
+ * comparisons instead of HMAC plus JSON parsing. An entry holds the whole
+ * token and the secret it verified under, and a hit compares both exactly,
+ * so a hit proves the token was verified under that same secret. The slot
+ * is XXH3 seeded from the secret (nobody without it can aim tokens at one
+ * slot). Tokens longer than AUTH_CACHE_TOKEN_MAX are verified every time.
+ * An entry is used only while now_s < exp + leeway, and expired ones are
  * dropped when met. One cache per thread (no locking). Caller-allocated:
  * auth_cache_init() / auth_cache_close().
  */

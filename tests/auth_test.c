@@ -1018,6 +1018,28 @@ Test(auth, cache_hits_after_a_verified_token_and_respects_expiry)
     auth_cache_close(&cache);
 }
 
+/* Tokens past what the cache keeps are verified every time, never stored. */
+Test(auth, cache_verifies_long_tokens_every_time)
+{
+    auth_jwt_key k = test_key();
+    auth_cache cache;
+    cr_assert_eq(auth_cache_init(&cache, 4), 0);
+    char tok[AUTH_CACHE_TOKEN_MAX + 64];
+    size_t n = strlen(TOKEN_KA);
+    memcpy(tok, TOKEN_KA, n);
+    /* The valid token with padding in its signature part: longer than the
+     * cache keeps, and no longer valid. */
+    while (n < sizeof tok - 1)
+        tok[n++] = 'A';
+    tok[n] = '\0';
+    auth_claims got;
+    for (int i = 0; i < 3; i++)
+        cr_assert_neq(auth_jwt_verify_cached(&cache, &k, tok, n, NOW, &got), 0);
+    cr_assert_eq(cache.hits, 0);
+    cr_assert_eq(cache.misses, 3);
+    auth_cache_close(&cache);
+}
+
 Test(auth, cache_never_stores_refusals_nor_crosses_keys)
 {
     auth_jwt_key k = test_key(), other;
