@@ -6,15 +6,17 @@
 #
 # It starts nginx (Debian package, `return 204`, its own config in a temporary directory) as
 # the machine's HTTP ceiling and the release usherd (temporary data directory, WAL fsync on,
-# one shard per CPU), then for each connection count runs `usher-bench --scenario http`
-# against nginx, `usher-bench --scenario reserve` against usherd, and `--scenario flash`
-# against usherd for the audit (reserve sells nothing), one run at a time, and prints usher's
-# throughput and p99 as ratios of nginx's, the targets of issue #5 and the audit. The JSON of
+# one shard per CPU), then for each connection count runs BENCH_ROUNDS rounds of
+# `usher-bench --scenario http` against nginx and `usher-bench --scenario reserve` against
+# usherd (alternating, so both see the same machine), then `--scenario flash` against usherd
+# for the audit (reserve sells nothing), one run at a time, and prints usher's throughput and
+# p99 as ratios of nginx's (medians of the rounds), the targets of issue #5 and the audit. The JSON of
 # every run goes to bench/results/server-<date>-<time>.json. bench/README.md has the figures.
 #
 # Environment:
 #   BENCH_DURATION=S         seconds per usher-bench run (default 10)
 #   BENCH_CONNECTIONS="C.."  connection counts (default "1000 10000")
+#   BENCH_ROUNDS=N           nginx/usherd pairs of runs per connection count (default 3)
 #   BENCH_RESULTS=FILE       where the JSON goes (default bench/results/server-<date>-<time>.json)
 #   BUILD_DIR=DIR            release build tree (default build-release)
 #   NGINX=PATH               nginx binary (default /usr/sbin/nginx)
@@ -29,6 +31,7 @@ usherd=$build/net/usherd
 bench=$build/bench/usher-bench
 nginx=${NGINX:-/usr/sbin/nginx}
 duration=${BENCH_DURATION:-10}
+rounds=${BENCH_ROUNDS:-3}
 read -r -a conns_list <<<"${BENCH_CONNECTIONS:-1000 10000}"
 results=${BENCH_RESULTS:-$root/bench/results/server-$(date +%Y%m%d-%H%M%S).json}
 startup_timeout=10 # seconds a server gets to start
@@ -46,6 +49,7 @@ command -v jq >/dev/null || die "jq not found: install the Debian package jq (to
 [ -x "$usherd" ] || die "$usherd not found: build the release tree first (make)"
 [ -x "$bench" ] || die "$bench not found: build the release tree first (make)"
 [[ $duration =~ ^[1-9][0-9]*$ ]] || die "BENCH_DURATION must be a whole number of seconds, not '$duration'"
+[[ $rounds =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS must be a whole number of rounds, not '$rounds'"
 [ ${#conns_list[@]} -gt 0 ] || die "BENCH_CONNECTIONS is empty"
 for c in "${conns_list[@]}"; do
     [[ $c =~ ^[1-9][0-9]*$ ]] || die "BENCH_CONNECTIONS: '$c' is not a connection count"
@@ -312,7 +316,12 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "n/a" && b > 0) printf "%.2f
 at_least() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a != "n/a" && a + 0 >= b + 0) }'; }
 at_most() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a != "n/a" && a + 0 <= b + 0) }'; }
 
-row() { printf '%11s | %11s | %8s | %15s | %8s | %11s | %9s | %9s | %13s | %-32s | %s\n' "$@"; }
+row() { printf '%11s | %7s | %13s | %11s | %15s | %11s | %9s | %9s | %13s | %-32s | %s\n' "$@"; }
+median() { tr ' ' '\n' | grep -v '^$' | grep -v 'n/a' | sort -g | awk '{ v[NR] = $1 } END {
+    if (NR == 0) print "n/a"; else if (NR % 2) print v[(NR + 1) / 2];
+    else printf "%.4f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+spread() { tr ' ' '\n' | grep -v '^$' | grep -v 'n/a' | sort -g | awk '{ v[NR] = $1 } END {
+    if (NR == 0) print "n/a"; else printf "%.2f-%.2f\n", v[1], v[NR] }'; }
 failed=0
 rows=()
 audits=()
@@ -327,25 +336,41 @@ for c in "${conns_list[@]}"; do
         continue
     fi
 
-    # 1. the ceiling: nginx answering 204 to GET /
-    measure "nginx $c" "$tmp/nginx-$c.json" http --target "http://127.0.0.1:$nginx_port" \
-        --scenario http --path / --connections "$c"
-    n_rc=$rc n_json=$json
-    # 2. usherd, durable reserve (then release) of 4 listed seats: the figure of issue #5
-    USHER_BENCH_ADMIN_EMAIL=$admin_email USHER_BENCH_ADMIN_PASSWORD=$admin_password \
-        measure "usherd reserve $c" "$tmp/reserve-$c.json" reserve \
-        --target "http://127.0.0.1:$usherd_port" --scenario reserve --connections "$c"
-    u_rc=$rc u_json=$json
+    # Rounds alternate nginx and usherd, so that both see the same machine: on a shared VM
+    # the rate moves by 10-20 % from minute to minute. A round's ratio compares its own two
+    # runs; the table gives the median of the rounds and their range.
+    n_rps_all="" n_p99_all="" u_rps_all="" u_p99_all="" u_all_all="" rr_all="" pr_all=""
+    errs=""
+    for ((round = 1; round <= rounds; round++)); do
+        # 1. the ceiling: nginx answering 204 to GET /
+        measure "nginx $c #$round" "$tmp/nginx-$c-$round.json" http \
+            --target "http://127.0.0.1:$nginx_port" --scenario http --path / --connections "$c"
+        n_rc=$rc n_json=$json
+        # 2. usherd, durable reserve then release of 4 listed seats: the figure of issue #5
+        USHER_BENCH_ADMIN_EMAIL=$admin_email USHER_BENCH_ADMIN_PASSWORD=$admin_password \
+            measure "usherd reserve $c #$round" "$tmp/reserve-$c-$round.json" reserve \
+            --target "http://127.0.0.1:$usherd_port" --scenario reserve --connections "$c"
+        u_rc=$rc u_json=$json
+        IFS=$'\t' read -r n_rps n_p99 n_err _ < <(figures "$n_json" http)
+        IFS=$'\t' read -r u_rps u_p99 u_err u_all < <(figures "$u_json" reserve)
+        # The reserve scenario's rate is all of its requests: every one (reserve or release)
+        # is a durable write, journaled and fdatasync'd before its answer.
+        n_rps_all+=" $n_rps" n_p99_all+=" $n_p99" u_rps_all+=" $u_rps" u_p99_all+=" $u_p99"
+        u_all_all+=" $u_all" rr_all+=" $(ratio "$u_all" "$n_rps")" pr_all+=" $(ratio "$u_p99" "$n_p99")"
+        errs+=" $n_err/$u_err"
+        jq -nc --argjson c "$c" --argjson round "$round" --argjson nginx "$n_json" \
+            --argjson reserve "$u_json" --argjson status "{\"nginx\": $n_rc, \"reserve\": $u_rc}" \
+            '{connections: $c, round: $round, status: $status, nginx: $nginx, reserve: $reserve}' \
+            >>"$tmp/runs.jsonl"
+    done
     # 3. usherd, flash sale: reserve sells nothing, so the audit comes from this run
     USHER_BENCH_ADMIN_EMAIL=$admin_email USHER_BENCH_ADMIN_PASSWORD=$admin_password \
         measure "usherd flash $c" "$tmp/flash-$c.json" reserve \
         --target "http://127.0.0.1:$usherd_port" --scenario flash --connections "$c"
     f_rc=$rc f_json=$json
 
-    IFS=$'\t' read -r n_rps n_p99 n_err _ < <(figures "$n_json" http)
-    IFS=$'\t' read -r u_rps u_p99 u_err u_all < <(figures "$u_json" reserve)
-    rps_ratio=$(ratio "$u_rps" "$n_rps")
-    p99_ratio=$(ratio "$u_p99" "$n_p99")
+    rps_ratio=$(num "$(median <<<"$rr_all")" 2)
+    p99_ratio=$(num "$(median <<<"$pr_all")" 2)
     if [ "$c" -ge 10000 ]; then
         target="rps >= 0.6x, p99 <= 1.5x"
         if at_least "$rps_ratio" 0.6 && at_most "$p99_ratio" 1.5; then met=true; else met=false; fi
@@ -365,19 +390,25 @@ for c in "${conns_list[@]}"; do
         audits+=("$c connections, flash sale: $audit: $(jq -r '.audit |
             "seats sold \(.seats_sold), confirmed to clients \(.seats_confirmed_by_clients), " +
             "double sold \(.double_sold), lost confirmations \(.lost_confirmations)"' <<<"$f_json")")
+        audits+=("  flash reserve answers/s $(jq -r '.ops.reserve.rps | floor' <<<"$f_json"), p50 $(
+            jq -r '.ops.reserve.p50_ms' <<<"$f_json") ms, p99 $(jq -r '.ops.reserve.p99_ms' <<<"$f_json") ms")
     fi
     [ "$audit" = ok ] || failed=1
 
-    rows+=("$(row "$c" "$(num "$n_rps" 0)" "$(num "$n_p99" 2)" \
-        "$(num "$u_rps" 0)" "$(num "$u_p99" 2)" "$(num "$u_all" 0)" "$rps_ratio" "$p99_ratio" \
-        "$n_err / $u_err" "$target" "$audit")")
-    jq -nc --argjson c "$c" --argjson nginx "$n_json" --argjson reserve "$u_json" \
-        --argjson flash "$f_json" --arg rps_ratio "$rps_ratio" --arg p99_ratio "$p99_ratio" \
-        --arg target "$target" --argjson met "$met" --arg audit "$audit" \
-        --argjson status "{\"nginx\": $n_rc, \"reserve\": $u_rc, \"flash\": $f_rc}" \
-        '{connections: $c, rps_ratio: ($rps_ratio | tonumber? // null),
-          p99_ratio: ($p99_ratio | tonumber? // null), target: $target, met: $met,
-          audit: $audit, status: $status, nginx: $nginx, reserve: $reserve, flash: $flash}' \
+    rows+=("$(row "$c" "$rounds" "$(num "$(median <<<"$n_rps_all")" 0)" \
+        "$(num "$(median <<<"$n_p99_all")" 1)" "$(num "$(median <<<"$u_all_all")" 0)" \
+        "$(num "$(median <<<"$u_p99_all")" 1)" "$rps_ratio" "$p99_ratio" \
+        "$(spread <<<"$rr_all")" "$target" "$audit")")
+    say "$c connections: rps ratios by round:$rr_all; p99 ratios:$pr_all; failed requests" \
+        "(nginx/usherd):$errs"
+    jq -nc --argjson c "$c" --argjson flash "$f_json" --arg rps_ratio "$rps_ratio" \
+        --arg p99_ratio "$p99_ratio" --arg rr "$rr_all" --arg pr "$pr_all" --arg target "$target" \
+        --argjson met "$met" --arg audit "$audit" --argjson status "{\"flash\": $f_rc}" \
+        '{connections: $c, summary: true, rps_ratio_median: ($rps_ratio | tonumber? // null),
+          p99_ratio_median: ($p99_ratio | tonumber? // null),
+          rps_ratios: [$rr | splits(" +") | select(length > 0) | tonumber? // null],
+          p99_ratios: [$pr | splits(" +") | select(length > 0) | tonumber? // null],
+          target: $target, met: $met, audit: $audit, status: $status, flash: $flash}' \
         >>"$tmp/runs.jsonl"
 done
 
@@ -410,14 +441,15 @@ fi
 echo
 echo "usherd ($shards shards, WAL fsync on) vs $nginx_version (return 204), $duration s per run," \
     "usher-bench on the same $(nproc)-CPU machine"
-row connections "nginx req/s" "p99 ms" "usher reserve/s" "p99 ms" \
-    "usher req/s" "rps ratio" "p99 ratio" "errors ng/us" "target (issue #5)" "audit"
+row connections rounds "nginx req/s" "nginx p99 ms" "usher req/s" "reserve p99 ms" \
+    "rps ratio" "p99 ratio" "rps ratio range" "target (issue #5)" "audit"
 for line in "${rows[@]}"; do echo "$line"; done
 echo
-echo "usher reserve/s: durable 4-seat holds per second (each followed by a release: usher req/s"
-echo "counts both); ratios are usher reserve/s / nginx req/s and usher p99 / nginx p99; errors"
-echo "are failed requests of the run, all ops (usher-bench's \"errors\": 503, timeouts, ...);"
-echo "audit: the flash-sale run's (no seat sold twice, no acknowledged booking lost)."
+echo "Medians over the rounds. usher req/s: the reserve scenario's requests per second, a durable"
+echo "4-seat reserve then its release, each journaled and fdatasync'd before its answer; rps ratio:"
+echo "usher req/s / nginx req/s of the same round; p99 ratio: usher's reserve p99 / nginx's p99."
+echo "Failed requests per round are in the log above; audit: the flash-sale run's (no seat sold"
+echo "twice, no acknowledged booking lost, seats sold = seats confirmed to clients)."
 for a in "${audits[@]}"; do echo "  $a"; done
 echo
 say "JSON of every run: $results"
