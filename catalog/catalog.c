@@ -617,6 +617,11 @@ int catalog_read_begin(catalog *c, catalog_read **out)
     return 0;
 }
 
+uint64_t catalog_read_version(const catalog_read *r)
+{
+    return (uint64_t)mdb_txn_id(r->txn);
+}
+
 void catalog_read_end(catalog_read *r)
 {
     if (r == NULL)

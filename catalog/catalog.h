@@ -240,6 +240,10 @@ typedef struct catalog_read catalog_read;
 /** Starts a read-only snapshot view (cheap; any thread). Returns 0 or CATALOG_ELMDB. */
 int catalog_read_begin(catalog *c, catalog_read **out);
 void catalog_read_end(catalog_read *r);
+/** The catalog version a read sees (LMDB's transaction id): it changes with
+ * every catalog write, so a copy made under one version is current while
+ * reads keep seeing it. */
+uint64_t catalog_read_version(const catalog_read *r);
 
 /**
  * The canonical JSON bytes of an entity, borrowed until catalog_read_end().

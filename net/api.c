@@ -1757,68 +1757,85 @@ typedef struct st_item {
 typedef struct st_part {
     const st_filter *f;
     net_shard *sh;
-    catalog_read *rd;
-    uint64_t *theaters; /* allowed theater ids (city filter), NULL: any */
+    uint64_t *theaters; /* allowed theater ids, ascending (city filter) */
     size_t theater_n;
-    uint64_t *movies; /* allowed movie ids (genre filter), NULL: any */
+    uint64_t *movies; /* allowed movie ids, ascending (genre filter) */
     size_t movie_n;
-    st_item *items;
-    size_t n, cap;
+    st_item *items; /* the best `keep` so far, a heap with the worst on top */
+    size_t n, keep;
+    uint64_t matched; /* every showtime that passed the filter */
     int64_t now;
 } st_part;
 
-static int st_part_theater(void *arg, uint64_t id, const char *json, size_t len)
+static _Thread_local int st_sort_mode; /* qsort has no context argument */
+static int st_cmp(const void *a, const void *b)
 {
-    st_part *p = arg;
-    json_t *o = json_loadb(json, len, 0, NULL);
-    if (str_ieq(json_string_value(json_object_get(o, "city")), p->f->city)) {
-        size_t cap = 0;
-        (void)cap;
-        p->theaters = realloc(p->theaters, (p->theater_n + 1) * sizeof(uint64_t));
-        NET_ASSERT(p->theaters != NULL);
-        p->theaters[p->theater_n++] = id;
-    }
-    json_decref(o);
-    return 0;
+    const st_item *x = a, *y = b;
+    if (st_sort_mode == 1 && x->price_min != y->price_min)
+        return x->price_min < y->price_min ? -1 : 1;
+    if (st_sort_mode == 2 && x->seats_sold != y->seats_sold)
+        return x->seats_sold > y->seats_sold ? -1 : 1;
+    if (x->start_ms != y->start_ms)
+        return x->start_ms < y->start_ms ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
 }
 
-static int st_part_movie(void *arg, uint64_t id, const char *json, size_t len)
+/* Keeps the `keep` first items in sort order (a page needs no more): a
+ * heap whose top is the last of them, so a browse costs O(n log keep), not
+ * a sort of every match. */
+static void st_keep(st_part *p, const st_item *it)
 {
-    st_part *p = arg;
-    json_t *o = json_loadb(json, len, 0, NULL);
-    if (str_ieq(json_string_value(json_object_get(o, "genre")), p->f->genre)) {
-        p->movies = realloc(p->movies, (p->movie_n + 1) * sizeof(uint64_t));
-        NET_ASSERT(p->movies != NULL);
-        p->movies[p->movie_n++] = id;
+    st_item *h = p->items;
+    size_t i;
+    if (p->n < p->keep) {
+        i = p->n++;
+        while (i > 0 && st_cmp(&h[(i - 1) / 2], it) < 0) { /* sift up */
+            h[i] = h[(i - 1) / 2];
+            i = (i - 1) / 2;
+        }
+        h[i] = *it;
+        return;
     }
-    json_decref(o);
-    return 0;
+    if (p->keep == 0 || st_cmp(it, &h[0]) >= 0)
+        return; /* after the last one kept */
+    i = 0;
+    for (;;) { /* replace the top, sift down */
+        size_t c = 2 * i + 1;
+        if (c >= p->n)
+            break;
+        if (c + 1 < p->n && st_cmp(&h[c + 1], &h[c]) > 0)
+            c++;
+        if (st_cmp(&h[c], it) <= 0)
+            break;
+        h[i] = h[c];
+        i = c;
+    }
+    h[i] = *it;
 }
 
-static int st_part_row(void *arg, const catalog_showtime_row *row)
+static void st_part_row(st_part *p, const catalog_showtime_row *row)
 {
-    st_part *p = arg;
     const st_filter *f = p->f;
     if (f->movie_id != 0 && row->movie_id != f->movie_id)
-        return 0;
+        return;
     if (f->theater_id != 0 && row->theater_id != f->theater_id)
-        return 0;
+        return;
     if (f->has_date && (row->start_ms < f->day_start || row->start_ms >= f->day_end))
-        return 0;
+        return;
     if (!f->include_past && !f->has_date && row->start_ms <= p->now)
-        return 0;
+        return;
     if (f->has_min && row->price_min < f->min_price)
-        return 0;
+        return;
     if (f->has_max && row->price_min > f->max_price)
-        return 0;
-    if (f->has_city && !ids_has(p->theaters, p->theater_n, row->theater_id))
-        return 0;
-    if (f->has_genre && !ids_has(p->movies, p->movie_n, row->movie_id))
-        return 0;
+        return;
+    if (f->has_city && !net__browse_ids_has(p->theaters, p->theater_n, row->theater_id))
+        return;
+    if (f->has_genre && !net__browse_ids_has(p->movies, p->movie_n, row->movie_id))
+        return;
     engine_category_counts counts[ENGINE_CATEGORIES_MAX];
     int32_t nc = engine_availability_get(p->sh->e, row->id, counts);
     if (nc < 0)
-        return 0; /* catalog ahead of the engine: not sellable yet */
+        return; /* catalog ahead of the engine: not sellable yet */
     st_item it = {.id = row->id,
                   .movie_id = row->movie_id,
                   .theater_id = row->theater_id,
@@ -1832,47 +1849,42 @@ static int st_part_row(void *arg, const catalog_showtime_row *row)
         it.seats_total += counts[i].free + counts[i].held + counts[i].sold;
     }
     if (f->available && it.seats_free == 0)
-        return 0;
-    if (p->n == p->cap) {
-        p->cap = p->cap ? p->cap * 2 : 64;
-        p->items = realloc(p->items, p->cap * sizeof(*p->items));
-        NET_ASSERT(p->items != NULL);
-    }
-    p->items[p->n++] = it;
-    return 0;
+        return;
+    p->matched++;
+    st_keep(p, &it);
 }
 
 static void st_part_run(net_shard *sh, net_job *j)
 {
-    st_part p = {.f = (const st_filter *)j->parent->text, .sh = sh, .now = net__now_ms(sh)};
-    if (catalog_read_begin(sh->server->cat, &p.rd) == 0) {
-        if (p.f->has_city)
-            catalog_each(p.rd, CATALOG_THEATER, st_part_theater, &p);
-        if (p.f->has_genre)
-            catalog_each(p.rd, CATALOG_MOVIE, st_part_movie, &p);
-        catalog_showtime_rows(p.rd, sh->id, st_part_row, &p);
-        catalog_read_end(p.rd);
-    } else {
+    uint64_t page = j->parent->id >> 32, limit = j->parent->id & 0xffffffffu;
+    st_part p = {.f = (const st_filter *)j->parent->text,
+                 .sh = sh,
+                 .now = net__now_ms(sh),
+                 .keep = (size_t)(page * limit)};
+    catalog_read *rd = NULL;
+    if (catalog_read_begin(sh->server->cat, &rd) != 0 || net__browse_index_refresh(sh, rd) != 0) {
+        catalog_read_end(rd);
         j->failed = true;
+        job_done(sh, j, observed_lsn(sh), false);
+        return;
     }
+    catalog_read_end(rd); /* the index is a copy: no transaction held while filtering */
+    const net_browse_index *ix = &sh->browse;
+    if (p.f->has_city)
+        p.theater_n = net__browse_ids(ix->theaters, ix->ntheaters, p.f->city, &p.theaters);
+    if (p.f->has_genre)
+        p.movie_n = net__browse_ids(ix->movies, ix->nmovies, p.f->genre, &p.movies);
+    p.items = malloc((p.keep ? p.keep : 1) * sizeof(*p.items));
+    NET_ASSERT(p.items != NULL);
+    st_sort_mode = p.f->sort;
+    for (size_t i = 0; i < ix->nrows; i++)
+        st_part_row(&p, &ix->rows[i]);
     free(p.theaters);
     free(p.movies);
     j->out = p.items;
     j->out_len = p.n;
+    j->total = p.matched;
     job_done(sh, j, observed_lsn(sh), false);
-}
-
-static _Thread_local int st_sort_mode; /* qsort has no context argument */
-static int st_cmp(const void *a, const void *b)
-{
-    const st_item *x = a, *y = b;
-    if (st_sort_mode == 1 && x->price_min != y->price_min)
-        return x->price_min < y->price_min ? -1 : 1;
-    if (st_sort_mode == 2 && x->seats_sold != y->seats_sold)
-        return x->seats_sold > y->seats_sold ? -1 : 1;
-    if (x->start_ms != y->start_ms)
-        return x->start_ms < y->start_ms ? -1 : 1;
-    return x->id < y->id ? -1 : x->id > y->id;
 }
 
 static void st_gather(net_shard *sh, net_job *parent)
@@ -1892,10 +1904,15 @@ static void st_gather(net_shard *sh, net_job *parent)
         return;
     }
     const st_filter *f = (const st_filter *)parent->text;
-    size_t total = 0;
-    for (uint32_t i = 0; i < srv(r)->nshards; i++)
-        total += parent->parts[i]->out_len;
-    st_item *all = malloc((total ? total : 1) * sizeof(*all));
+    /* Each part sent its first page * limit matches (in sort order) and
+     * how many matched in all: the page is among the first of the merge. */
+    size_t kept = 0;
+    uint64_t total = 0;
+    for (uint32_t i = 0; i < srv(r)->nshards; i++) {
+        kept += parent->parts[i]->out_len;
+        total += parent->parts[i]->total;
+    }
+    st_item *all = malloc((kept ? kept : 1) * sizeof(*all));
     NET_ASSERT(all != NULL);
     size_t k = 0;
     for (uint32_t i = 0; i < srv(r)->nshards; i++) {
@@ -1906,12 +1923,12 @@ static void st_gather(net_shard *sh, net_job *parent)
     scatter_free(r);
     /* Single-threaded: each shard sorts only on its own thread, one at a time. */
     st_sort_mode = f->sort;
-    qsort(all, total, sizeof(*all), st_cmp);
+    qsort(all, kept, sizeof(*all), st_cmp);
     uint64_t page = parent->id >> 32, limit = parent->id & 0xffffffffu;
     json_t *items = json_array();
     catalog_read *rd = NULL;
     catalog_read_begin(srv(r)->cat, &rd);
-    for (size_t i = (size_t)((page - 1) * limit); i < total && i < (size_t)(page * limit); i++) {
+    for (size_t i = (size_t)((page - 1) * limit); i < kept && i < (size_t)(page * limit); i++) {
         st_item *it = &all[i];
         json_t *o = rd != NULL ? catalog_get_json(rd, CATALOG_SHOWTIME, it->id) : NULL;
         if (o == NULL)
@@ -2038,6 +2055,105 @@ static void h_showtimes_list(net_request *r)
 
 /* ---- Seat maps ------------------------------------------------------------------------------ */
 
+/* JSON text built in place, for the answers of the seat path and seat maps
+ * (no jansson tree: a 600-seat map was thousands of small allocations). It
+ * starts in `small` and moves to the heap when it outgrows it; jt_free. */
+typedef struct jtext {
+    char *buf;
+    size_t n, cap;
+    char small[4096];
+} jtext;
+
+static void jt_init(jtext *t)
+{
+    t->buf = t->small;
+    t->n = 0;
+    t->cap = sizeof(t->small);
+}
+
+static void jt_free(jtext *t)
+{
+    if (t->buf != t->small)
+        free(t->buf);
+    jt_init(t);
+}
+
+static void jt_put(jtext *t, const char *s, size_t n)
+{
+    if (t->n + n > t->cap) {
+        size_t cap = t->cap * 2;
+        while (cap < t->n + n)
+            cap *= 2;
+        char *b = malloc(cap);
+        NET_ASSERT(b != NULL);
+        memcpy(b, t->buf, t->n);
+        if (t->buf != t->small)
+            free(t->buf);
+        t->buf = b;
+        t->cap = cap;
+    }
+    memcpy(t->buf + t->n, s, n);
+    t->n += n;
+}
+
+static void jt_lit(jtext *t, const char *s)
+{
+    jt_put(t, s, strlen(s));
+}
+
+static void jt_u64(jtext *t, uint64_t v)
+{
+    char d[24];
+    size_t i = sizeof(d);
+    do {
+        d[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    jt_put(t, d + i, sizeof(d) - i);
+}
+
+static void jt_i64(jtext *t, int64_t v)
+{
+    if (v < 0) {
+        jt_lit(t, "-");
+        jt_u64(t, (uint64_t)0 - (uint64_t)v);
+    } else {
+        jt_u64(t, (uint64_t)v);
+    }
+}
+
+/* A JSON string literal: quotes, backslashes and control bytes escaped. */
+static void jt_str(jtext *t, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    jt_put(t, "\"", 1);
+    for (; *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            char e[2] = {'\\', (char)c};
+            jt_put(t, e, 2);
+        } else if (c < 0x20) {
+            char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            jt_put(t, e, 6);
+        } else {
+            jt_put(t, (const char *)&c, 1);
+        }
+    }
+    jt_put(t, "\"", 1);
+}
+
+static void jt_time(jtext *t, int64_t ms)
+{
+    char b[32];
+    format_time(ms, ms % 1000 != 0, b);
+    jt_str(t, b);
+}
+
+static void respond_text(net_request *r, int status, const jtext *t, const char *extra)
+{
+    net__respond(r, status, "application/json", extra, t->buf, t->n);
+}
+
 static const char *state_name(int s)
 {
     switch (s) {
@@ -2100,43 +2216,56 @@ static void run_seatmap(net_shard *sh, net_job *j)
     }
     engine_category_counts counts[ENGINE_CATEGORIES_MAX];
     engine_availability_get(sh->e, j->id, counts);
-    json_t *cats = json_array();
+    jtext t;
+    jt_init(&t);
+    jt_lit(&t, "{\"showtime_id\":");
+    jt_u64(&t, j->id);
+    jt_lit(&t, ",\"screen_id\":");
+    jt_u64(&t, layout);
+    jt_lit(&t, ",\"start_time\":");
+    jt_time(&t, start);
+    jt_lit(&t, ",\"currency\":\"" CURRENCY "\",\"categories\":[");
     for (uint32_t c = 0; c < ncat; c++) {
-        json_t *o = json_object();
-        json_object_set_new(o, "name", json_string(engine_layout_category_name(sh->e, layout, c)));
-        json_object_set_new(o, "price", json_integer(prices[c]));
-        json_object_set_new(o, "free", json_integer(counts[c].free));
-        json_object_set_new(o, "held", json_integer(counts[c].held));
-        json_object_set_new(o, "sold", json_integer(counts[c].sold));
-        json_object_set_new(o, "unavailable", json_integer(counts[c].blocked));
-        json_array_append_new(cats, o);
+        jt_lit(&t, c > 0 ? ",{\"name\":" : "{\"name\":");
+        jt_str(&t, engine_layout_category_name(sh->e, layout, c));
+        jt_lit(&t, ",\"price\":");
+        jt_u64(&t, prices[c]);
+        jt_lit(&t, ",\"free\":");
+        jt_u64(&t, counts[c].free);
+        jt_lit(&t, ",\"held\":");
+        jt_u64(&t, counts[c].held);
+        jt_lit(&t, ",\"sold\":");
+        jt_u64(&t, counts[c].sold);
+        jt_lit(&t, ",\"unavailable\":");
+        jt_u64(&t, counts[c].blocked);
+        jt_lit(&t, "}");
     }
-    json_t *seats = json_array();
+    jt_lit(&t, "],\"seats\":[");
     for (uint32_t i = 0; i < n; i++) {
-        const engine_seat_spec *s = engine_layout_seat(sh->e, layout, i);
-        json_t *o = json_object();
-        json_object_set_new(o, "label", json_string(s->label));
-        json_object_set_new(o, "row", json_string(engine_layout_row_label(sh->e, layout, s->row)));
-        json_object_set_new(o, "col", json_integer(s->col));
-        json_object_set_new(o, "category",
-                            json_string(engine_layout_category_name(sh->e, layout, s->category)));
-        json_object_set_new(o, "price", json_integer(prices[s->category]));
-        json_object_set_new(o, "state", json_string(state_name(states[i])));
-        if (s->flags & ENGINE_SEAT_FLAG_ACCESSIBLE)
-            json_object_set_new(o, "accessible", json_true());
-        if (s->flags & ENGINE_SEAT_FLAG_COMPANION)
-            json_object_set_new(o, "companion", json_true());
-        json_array_append_new(seats, o);
+        const engine_seat_spec *st = engine_layout_seat(sh->e, layout, i);
+        jt_lit(&t, i > 0 ? ",{\"label\":" : "{\"label\":");
+        jt_str(&t, st->label);
+        jt_lit(&t, ",\"row\":");
+        jt_str(&t, engine_layout_row_label(sh->e, layout, st->row));
+        jt_lit(&t, ",\"col\":");
+        jt_u64(&t, st->col);
+        jt_lit(&t, ",\"category\":");
+        jt_str(&t, engine_layout_category_name(sh->e, layout, st->category));
+        jt_lit(&t, ",\"price\":");
+        jt_u64(&t, prices[st->category]);
+        jt_lit(&t, ",\"state\":\"");
+        jt_lit(&t, state_name(states[i]));
+        jt_lit(&t, "\"");
+        if (st->flags & ENGINE_SEAT_FLAG_ACCESSIBLE)
+            jt_lit(&t, ",\"accessible\":true");
+        if (st->flags & ENGINE_SEAT_FLAG_COMPANION)
+            jt_lit(&t, ",\"companion\":true");
+        jt_lit(&t, "}");
     }
+    jt_lit(&t, "]}");
     free(states);
-    json_t *o = json_object();
-    json_object_set_new(o, "showtime_id", json_integer((json_int_t)j->id));
-    json_object_set_new(o, "screen_id", json_integer((json_int_t)layout));
-    json_object_set_new(o, "start_time", json_time(start));
-    json_object_set_new(o, "currency", json_string(CURRENCY));
-    json_object_set_new(o, "categories", cats);
-    json_object_set_new(o, "seats", seats);
-    respond_json(r, 200, o, hdr);
+    respond_text(r, 200, &t, hdr);
+    jt_free(&t);
     job_done(sh, j, observed_lsn(sh), false);
 }
 
@@ -2147,86 +2276,12 @@ static void h_seats(net_request *r)
 
 /* ---- Holds and bookings ---------------------------------------------------------------------- */
 
-/* JSON text built in place, for the answers of the seat path (no jansson
- * tree and no allocation). The buffer bounds what it holds: a hold's answer
- * with ENGINE_HOLD_SEATS_MAX labels of ENGINE_LABEL_MAX bytes, every byte
- * escaped, fits with room to spare (asserted). */
-typedef struct jtext {
-    size_t n;
-    char buf[4096];
-} jtext;
-
-static void jt_put(jtext *t, const char *s, size_t n)
-{
-    NET_ASSERT(t->n + n < sizeof(t->buf));
-    memcpy(t->buf + t->n, s, n);
-    t->n += n;
-}
-
-static void jt_lit(jtext *t, const char *s)
-{
-    jt_put(t, s, strlen(s));
-}
-
-static void jt_u64(jtext *t, uint64_t v)
-{
-    char d[24];
-    size_t i = sizeof(d);
-    do {
-        d[--i] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    jt_put(t, d + i, sizeof(d) - i);
-}
-
-static void jt_i64(jtext *t, int64_t v)
-{
-    if (v < 0) {
-        jt_lit(t, "-");
-        jt_u64(t, (uint64_t)0 - (uint64_t)v);
-    } else {
-        jt_u64(t, (uint64_t)v);
-    }
-}
-
-/* A JSON string literal: quotes, backslashes and control bytes escaped. */
-static void jt_str(jtext *t, const char *s)
-{
-    static const char hex[] = "0123456789abcdef";
-    jt_put(t, "\"", 1);
-    for (; *s != '\0'; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
-            char e[2] = {'\\', (char)c};
-            jt_put(t, e, 2);
-        } else if (c < 0x20) {
-            char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-            jt_put(t, e, 6);
-        } else {
-            jt_put(t, (const char *)&c, 1);
-        }
-    }
-    jt_put(t, "\"", 1);
-}
-
-static void jt_time(jtext *t, int64_t ms)
-{
-    char b[32];
-    format_time(ms, ms % 1000 != 0, b);
-    jt_str(t, b);
-}
-
-static void respond_text(net_request *r, int status, const jtext *t)
-{
-    net__respond(r, status, "application/json", NULL, t->buf, t->n);
-}
-
 /* A hold as JSON (the answer of reserve and GET /api/holds/:id). */
 static void hold_text(net_shard *sh, const engine_hold_info *h, jtext *t)
 {
     uint64_t layout = 0;
     engine_showtime_get(sh->e, h->showtime_id, &layout, NULL, NULL);
-    t->n = 0;
+    jt_init(t);
     jt_lit(t, "{\"hold_id\":");
     jt_u64(t, h->id);
     jt_lit(t, ",\"showtime_id\":");
@@ -2413,7 +2468,8 @@ static void run_reserve(net_shard *sh, net_job *j)
     NET_ASSERT(engine_hold_get(sh->e, rec.u.hold_place.hold_id, &h));
     jtext t;
     hold_text(sh, &h, &t);
-    respond_text(r, 201, &t);
+    respond_text(r, 201, &t, NULL);
+    jt_free(&t);
     job_done(sh, j, (uint64_t)lsn, false);
     return;
 refused:
@@ -2592,7 +2648,8 @@ static void run_hold_get(net_shard *sh, net_job *j)
     } else {
         jtext t;
         hold_text(sh, &h, &t);
-        respond_text(r, 200, &t);
+        respond_text(r, 200, &t, NULL);
+        jt_free(&t);
     }
     job_done(sh, j, observed_lsn(sh), false);
 }

@@ -225,6 +225,33 @@ typedef struct net_idem {
     uint32_t gen;
 } net_idem;
 
+/* What browse filters on, copied per shard (browse.c): rebuilt when the
+ * catalog's version changes, read by this shard's thread only. */
+typedef struct net_browse_entity {
+    uint64_t id;
+    char *key; /* a theater's city or a movie's genre (owned); NULL if it has none */
+} net_browse_entity;
+
+typedef struct net_browse_index {
+    bool built;
+    uint64_t version;                     /* catalog_read_version it was built at */
+    net_browse_entity *theaters, *movies; /* in id order */
+    size_t ntheaters, nmovies;
+    catalog_showtime_row *rows; /* this shard's showtimes, in id order */
+    size_t nrows;
+    uint64_t rebuilds;
+} net_browse_index;
+
+/* Brings the shard's index up to the version `rd` sees. 0, or < 0 (the old
+ * index is kept). */
+int net__browse_index_refresh(net_shard *sh, catalog_read *rd);
+void net__browse_index_free(net_browse_index *ix);
+/* The ids (ascending, malloc'd in *out) of the entities whose key equals
+ * `key` ignoring ASCII case; returns how many. */
+size_t net__browse_ids(const net_browse_entity *v, size_t n, const char *key, uint64_t **out);
+/* Binary search in ascending ids. */
+bool net__browse_ids_has(const uint64_t *ids, size_t n, uint64_t id);
+
 /* A catalog change journaled but not yet in LMDB. */
 typedef struct net_cat_pending {
     uint64_t lsn;
@@ -271,6 +298,7 @@ struct net_shard {
     net_job *cat_writes, *cat_writes_tail; /* updates waiting for earlier changes to apply */
     auth_cache tokens;
     net_idem idem;
+    net_browse_index browse;
     /* Ids of recently expired holds (direct-mapped, lossy): a confirm of one
      * answers "expired" rather than the engine's "ended". */
     uint64_t expired_recent[NET_EXPIRED_RECENT];

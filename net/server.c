@@ -508,6 +508,7 @@ static void shard_free(net_shard *sh)
     auth_cache_close(&sh->tokens);
     net__idem_free(&sh->idem);
     net__request_spares_free(sh);
+    net__browse_index_free(&sh->browse);
     while (sh->cat_pending != NULL) {
         net_cat_pending *p = sh->cat_pending;
         sh->cat_pending = p->next;

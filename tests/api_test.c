@@ -1582,6 +1582,83 @@ Test(api, browse_showtimes_filters_sort_and_paginate)
     h_done();
 }
 
+/* Each shard browses a copy of the catalog (net/browse.c) and sends only
+ * its first page * limit matches: every page in every order must still be
+ * the model's, and a catalog change must show at once. */
+typedef struct model_show {
+    uint64_t id;
+    int64_t start;
+    int price;
+} model_show;
+
+static int model_sort_price;
+static int model_cmp(const void *a, const void *b)
+{
+    const model_show *x = a, *y = b;
+    if (model_sort_price && x->price != y->price)
+        return x->price < y->price ? -1 : 1;
+    if (x->start != y->start)
+        return x->start < y->start ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+Test(api, browse_pages_match_a_model_and_follow_catalog_changes)
+{
+    user admin = api_start_admin(ARGS("--shards", "3"));
+    uint64_t th = theater_new(&admin, "Koramangala", "Bengaluru");
+    uint64_t sc = screen_new(&admin, th, "K1", layout_std());
+    uint64_t mv = movie_new(&admin, "Tides", "drama", "tamil");
+    enum { N = 31 };
+    model_show m[N];
+    uint64_t seed = 0x5eed;
+    int64_t day = ((int64_t)time(NULL) / 86400 + 2) * 86400;
+    for (int i = 0; i < N; i++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        /* Few distinct prices and start times: ties must fall back in order. */
+        m[i].price = 10000 + (int)(seed >> 60) % 4 * 500;
+        m[i].start = day + (int64_t)((seed >> 40) % 6) * 3600;
+        m[i].id = showtime_at(&admin, mv, sc, m[i].start, m[i].price, m[i].price + 100);
+    }
+    uint64_t want[N];
+    for (int sort = 0; sort < 2; sort++) {
+        model_sort_price = sort;
+        qsort(m, N, sizeof(m[0]), model_cmp);
+        for (int i = 0; i < N; i++)
+            want[i] = m[i].id;
+        for (uint64_t limit = 1; limit <= 8; limit += 3) {
+            for (uint64_t page = 1; (page - 1) * limit <= N; page++) {
+                size_t from = (size_t)((page - 1) * limit);
+                size_t n = from + limit <= N ? limit : N - from;
+                assert_shows(P("/api/showtimes?sort=%s&limit=%" PRIu64 "&page=%" PRIu64,
+                               sort ? "price" : "time", limit, page),
+                             want + from, n, N);
+            }
+        }
+    }
+    /* Catalog changes are seen by the next browse. */
+    assert_shows("/api/showtimes?city=Chennai&limit=1", NULL, 0, 0);
+    h_reply *r =
+        h_api("PATCH", P("/api/theaters/%" PRIu64, th), admin.token, "{s:s}", "city", "Chennai");
+    cr_assert_eq(r->status, 200, "%s", r->body);
+    assert_shows("/api/showtimes?city=Bengaluru&limit=1", NULL, 0, 0);
+    json_int_t total;
+    show_ids("/api/showtimes?city=chennai&limit=1", &total);
+    cr_assert_eq(total, N);
+    r = h_api("PATCH", P("/api/movies/%" PRIu64, mv), admin.token, "{s:s}", "genre", "thriller");
+    cr_assert_eq(r->status, 200, "%s", r->body);
+    show_ids("/api/showtimes?genre=drama&limit=1", &total);
+    cr_assert_eq(total, 0);
+    show_ids("/api/showtimes?genre=Thriller&limit=1", &total);
+    cr_assert_eq(total, N);
+    model_sort_price = 0;
+    qsort(m, N, sizeof(m[0]), model_cmp);
+    r = h_api("DELETE", P("/api/showtimes/%" PRIu64, m[0].id), admin.token, NULL);
+    cr_assert_eq(r->status, 204, "%s", r->body);
+    uint64_t early = showtime_at(&admin, mv, sc, day - 3600, 9000, 9100);
+    assert_shows("/api/showtimes?limit=2", (uint64_t[]){early, m[1].id}, 2, N);
+    h_done();
+}
+
 Test(api, browse_bad_query_values_are_400_with_field)
 {
     api_start(NULL);
