@@ -34,6 +34,7 @@ typedef struct conn_write {
 static void conn_close(net_conn *c);
 static void conn_flush(net_conn *c);
 static void conn_resume(net_conn *c);
+static void timer_ensure(net_conn *c);
 
 static const char *status_text(int status)
 {
@@ -483,6 +484,8 @@ static void conn_flush(net_conn *c)
     }
     if (sent)
         conn_written(c);
+    else if (c->qlen == 0 && c->cur == NULL)
+        timer_ensure(c); /* answers queued unsent: the idle deadline still holds */
 }
 
 /* ---- Parsing --------------------------------------------------------------------- */
@@ -492,7 +495,6 @@ static net_conn *conn_of(llhttp_t *p)
     return p->data;
 }
 
-static void timer_ensure(net_conn *c);
 static uint64_t loop_now(net_conn *c);
 
 static int on_message_begin(llhttp_t *p)
@@ -705,9 +707,14 @@ static const llhttp_settings_t *settings(void)
 /* A parse error: answer it (in order, after what is owed) and close. */
 static void conn_parse_error(net_conn *c, llhttp_errno_t err)
 {
+    c->read_done = true; /* the parser is done with this connection */
     if (err == HPE_CLOSED_CONNECTION) {
-        uv_read_stop((uv_stream_t *)&c->tcp);
-        c->reading = false;
+        /* Bytes after a closing request. A linger already running (its
+         * answer went out within this parse) keeps discarding them. */
+        if (!c->lingering) {
+            uv_read_stop((uv_stream_t *)&c->tcp);
+            c->reading = false;
+        }
         return;
     }
     net_request *r = c->cur != NULL ? c->cur : request_new(c);
@@ -832,11 +839,12 @@ static void conn_resume(net_conn *c)
         conn_close(c); /* peer finished (or shutdown) and every answer left */
         return;
     }
-    if (!owed && c->cur == NULL) {
-        c->idle_deadline_ms = loop_now(c) + c->shard->server->cfg.idle_timeout_ms;
-        timer_ensure(c); /* idle from the last answer */
+    if (c->qlen == 0 && c->cur == NULL) {
+        if (!owed)
+            c->idle_deadline_ms = loop_now(c) + c->shard->server->cfg.idle_timeout_ms;
+        timer_ensure(c); /* idle from the last answer, or from the last request if unsent */
     }
-    if (!c->paused && !c->reading && !c->eof && !c->refusing) {
+    if (!c->paused && !c->reading && !c->eof && !c->refusing && !c->read_done) {
         if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
             c->reading = true;
     }
@@ -889,13 +897,16 @@ static void on_timer(uv_timer_t *t)
                              "the request did not arrive completely in time", NULL, NULL);
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->reading = false;
+        c->read_done = true; /* the parser is mid-request: never feed it again */
         c->queue[(c->qhead + c->qlen) % NET_PIPELINE_HARD_MAX] = r;
         c->qlen++;
         net__request_finish(r);
         return;
     }
-    if (c->qlen > 0 || c->writes_pending > 0)
-        return; /* answers owed: the last one to leave re-arms (conn_resume) */
+    if (c->qlen > 0)
+        return; /* answers being prepared: the last one to leave re-arms (conn_resume) */
+    /* Idle, or every answer made and some still unsent: a client that stops
+     * reading is closed at the idle deadline like an idle one. */
     if (now < c->idle_deadline_ms) {
         timer_ensure(c);
         return;

@@ -19,6 +19,9 @@
  */
 #include "net_internal.h"
 
+/* Mails taken from one peer's ring per wake-up, at most (see net__on_mail). */
+enum { MAIL_BUDGET_MAX = 8192 };
+
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -202,13 +205,17 @@ void net__jobs_wal_failed(net_shard *sh)
 {
     /* Fail-stop: nothing waiting for a sync that will never come is
      * acknowledged; every waiter hears 503 now. */
-    while (sh->waitq != NULL) {
-        net_job *j = sh->waitq;
-        sh->waitq = j->next;
-        sh->waitq_len--;
+    /* The queue is detached first: answering a waiter can dispatch new
+     * requests on the same connection (net__request_finish resumes its
+     * parse), and anything they queue goes on a fresh, consistent list. */
+    net_job *list = sh->waitq;
+    sh->waitq = sh->waitq_tail = NULL;
+    sh->waitq_len = 0;
+    while (list != NULL) {
+        net_job *j = list;
+        list = j->next;
         job_fail_unavailable(sh, j);
     }
-    sh->waitq_tail = NULL;
     /* Catalog updates parked behind changes that will never be durable run
      * now; the failed WAL refuses them. */
     cat_writes_run(sh);
@@ -246,6 +253,8 @@ void net__on_mail(uv_async_t *a)
          * 10,000-connection flash sale the shard not owning the showtime
          * got a third of the owner's throughput, and a 4x longer p90. */
         size_t budget = 2 * (size_t)s->outstanding_max;
+        if (budget > MAIL_BUDGET_MAX)
+            budget = MAIL_BUDGET_MAX; /* and the loop's sockets wait no longer than this */
         while (budget > 0 && (n = net__ring_pop_batch(ring, batch, 64)) > 0) {
             budget -= n < budget ? n : budget;
             for (size_t i = 0; i < n; i++) {
@@ -334,9 +343,11 @@ static void cat_work(uv_work_t *w)
 
 static void cat_waiters_fail(net_shard *sh)
 {
-    while (sh->catq != NULL) {
-        net_job *j = sh->catq;
-        sh->catq = j->next;
+    net_job *list = sh->catq; /* detached first, as in net__jobs_wal_failed */
+    sh->catq = sh->catq_tail = NULL;
+    while (list != NULL) {
+        net_job *j = list;
+        list = j->next;
         net__respond_reset(j->req);
         net__respond_problem(j->req, 503, "catalog-unavailable", "Catalog unavailable",
                              "the change is in the write-ahead log but the catalog store cannot "
@@ -344,7 +355,6 @@ static void cat_waiters_fail(net_shard *sh)
                              NULL, "Retry-After: 30\r\n");
         job_deliver(sh, j);
     }
-    sh->catq_tail = NULL;
 }
 
 static void cat_after(uv_work_t *w, int status)

@@ -175,6 +175,7 @@ struct net_conn {
      * request_timeout (http.c, timer_ensure). */
     uint64_t req_deadline_ms, idle_deadline_ms, timer_due_ms;
     bool lingering;        /* closing after a final answer: the timer is the linger's */
+    bool read_done;        /* the parser failed or timed out mid-request: never read again */
     bool parsing;          /* inside llhttp_execute: answers sent now resume after it */
     bool resume_wanted;    /* ... and this asks for that resume */
     net_conn *prev, *next; /* the shard's connection list */

@@ -382,6 +382,87 @@ static unsigned long long answers_4xx(h_client *m)
  * bound: once --pipeline answers are owed, reading pauses (and the kernel
  * buffers fill). Counted with the server's own metric, from another
  * connection. */
+/* A client that stops reading is closed at the idle timeout even while
+ * answers to it wait unsent: otherwise it would hold a connection and the
+ * queued answers forever. */
+Test(http, client_that_stops_reading_is_closed_at_the_idle_timeout)
+{
+    h_start("--max-connections", "8", "--pipeline", "4", "--idle-timeout", "1500");
+    h_client c = h_cli_open_rcvbuf(4096);
+    static const char one[] = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    size_t rlen = sizeof(one) - 1;
+    for (int i = 0; i < 2000; i++) {
+        struct pollfd p = {.fd = c.fd, .events = POLLOUT};
+        if (poll(&p, 1, 500) <= 0)
+            break; /* the server stopped reading */
+        ssize_t n = send(c.fd, one, rlen, MSG_NOSIGNAL);
+        cr_assert_eq((size_t)n, rlen, "send: %s", strerror(errno));
+    }
+    h_sleep_ms(3000); /* past the idle timeout, reading nothing */
+    /* Now read: the server has closed, so what its kernel still held
+     * arrives, then the end (or a reset). Without the close the answers
+     * would keep coming for seconds. */
+    int64_t deadline = h_now_ms() + 1000;
+    char buf[65536];
+    for (;;) {
+        struct pollfd p = {.fd = c.fd, .events = POLLIN};
+        int left = (int)(deadline - h_now_ms());
+        cr_assert_gt(left, 0,
+                     "the connection is still open 4 s after the client stopped reading "
+                     "(--idle-timeout 1500)");
+        if (poll(&p, 1, left) <= 0)
+            continue;
+        ssize_t n = recv(c.fd, buf, sizeof(buf), 0);
+        if (n == 0 || (n < 0 && errno == ECONNRESET))
+            break;
+        cr_assert_gt(n, 0, "recv: %s", strerror(errno));
+    }
+    h_cli_close(&c);
+    h_done();
+}
+
+/* A 408 queued behind answers still owed: when those leave, reading must
+ * not start again, since the parser is stuck mid-request (it crashed the
+ * server on the next header bytes). Password checks on a one-thread pool
+ * make the owed answers slow. */
+Test(http, no_reading_after_a_408_queued_behind_owed_answers)
+{
+    static const char *const args[] = {"--max-connections", "32", "--request-timeout", "100", NULL};
+    static const char *const env[] = {"UV_THREADPOOL_SIZE=1", NULL};
+    h_start_env(args, env);
+    static const char login[] =
+        "POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Content-Length: 52\r\n\r\n{\"email\":\"nobody@x.example\",\"password\":\"whatever12\"}";
+    cr_assert_eq(strlen(strstr(login, "{")), 52, "Content-Length must match the body");
+    h_client busy[6];
+    for (int i = 0; i < 6; i++) { /* fill the pool */
+        busy[i] = h_cli_open();
+        h_cli_sends(&busy[i], login);
+    }
+    h_client c = h_cli_open();
+    char two[1024];
+    snprintf(two, sizeof(two), "%s%s", login, login);
+    h_cli_sends(&c, two);
+    h_cli_sends(&c, "GET /livez HTTP/1.1\r\nHost: x\r\n"); /* never finished: 408 */
+    h_response a = h_expect_response(&c, 10000, "first login");
+    cr_assert_eq(a.status, 401);
+    h_sleep_ms(50);
+    /* The rest of the unfinished request; the server must ignore it. */
+    h_cli_send_raw(&c, "X-After: 1\r\n\r\n", 15);
+    h_response b = h_expect_response(&c, 10000, "second login");
+    cr_assert_eq(b.status, 401);
+    h_response t = h_expect_response(&c, 10000, "the 408");
+    cr_assert_eq(t.status, 408);
+    h_cli_close(&c);
+    for (int i = 0; i < 6; i++)
+        h_cli_close(&busy[i]);
+    h_client m = h_cli_open();
+    h_response live = h_get(&m, "/livez");
+    cr_assert_eq(live.status, 200, "the server must still serve");
+    h_cli_close(&m);
+    h_done();
+}
+
 Test(http, pipeline_backpressure_when_client_does_not_read)
 {
     h_start("--max-connections", "8", "--pipeline", "4", "--idle-timeout", "3000");
