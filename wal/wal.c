@@ -562,6 +562,200 @@ int wal_tail_repair(const char *dir, const wal_tail *tail, const wal_io *io)
     return rc != 0 ? rc : rc2;
 }
 
+/* ---- Follower ------------------------------------------------------------------- */
+
+struct wal_follower {
+    char dir[WAL_PATH_MAX];
+    int fd;             /* the current segment, or -1 */
+    uint64_t seg_first; /* its first LSN */
+    uint64_t off;       /* where the next frame starts in it */
+    uint64_t next_lsn;
+    uint8_t *buf;
+    size_t cap;
+    char error[2 * SEG_PATH_MAX];
+};
+
+static int follower_fail(wal_follower *f, int rc, const char *what)
+{
+    char path[SEG_PATH_MAX];
+    segment_path(f->dir, f->seg_first, path, sizeof(path));
+    snprintf(f->error, sizeof(f->error), "%s: offset %" PRIu64 ", LSN %" PRIu64 ": %s", path,
+             f->off, f->next_lsn, what);
+    return rc;
+}
+
+/* Reads exactly `len` bytes at `off`; 0, 1 if the file is shorter, -errno. */
+static int follower_pread(int fd, void *buf, size_t len, uint64_t off)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = pread(fd, (uint8_t *)buf + got, len - got, (off_t)(off + got));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            return 1;
+        got += (size_t)n;
+    }
+    return 0;
+}
+
+/* Opens the segment starting at `first` and checks its header. */
+static int follower_enter(wal_follower *f, uint64_t first)
+{
+    char path[SEG_PATH_MAX];
+    segment_path(f->dir, first, path, sizeof(path));
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? WAL_ENOTFOUND : -errno;
+    uint8_t hdr[WAL_SEGMENT_HEADER];
+    int rc = follower_pread(fd, hdr, sizeof(hdr), 0);
+    if (rc != 0 || !segment_header_ok(hdr, sizeof(hdr), first)) {
+        close(fd);
+        f->seg_first = first;
+        f->off = 0;
+        return rc < 0 ? rc : follower_fail(f, WAL_ECORRUPT, "segment header incomplete or corrupt");
+    }
+    if (f->fd >= 0)
+        close(f->fd);
+    f->fd = fd;
+    f->seg_first = first;
+    f->off = WAL_SEGMENT_HEADER;
+    return 0;
+}
+
+/* Reads the frame at f->off into f->buf: 1 with `rec`, 0 if the segment
+ * holds no (complete) frame there, < 0 on error. */
+static int follower_frame(wal_follower *f, wal_record *rec)
+{
+    uint8_t hdr[WAL_FRAME_HEADER];
+    int rc = follower_pread(f->fd, hdr, sizeof(hdr), f->off);
+    if (rc != 0)
+        return rc < 0 ? rc : 0;
+    uint32_t len = get32(hdr);
+    if (len > WAL_PAYLOAD_MAX)
+        return follower_fail(f, WAL_ECORRUPT, "record length out of range");
+    size_t frame = wal_frame_size(len);
+    if (frame > f->cap) {
+        uint8_t *b = realloc(f->buf, frame);
+        if (b == NULL)
+            return -ENOMEM;
+        f->buf = b;
+        f->cap = frame;
+    }
+    rc = follower_pread(f->fd, f->buf, frame, f->off);
+    if (rc != 0)
+        return rc < 0 ? rc : 0;
+    ssize_t n = wal_frame_decode(f->buf, frame, rec);
+    if (n <= 0)
+        return follower_fail(f, WAL_ECORRUPT, "record checksum or header bad");
+    return 1;
+}
+
+int wal_follower_open(const char *dir, uint64_t from_lsn, wal_follower **out)
+{
+    if (from_lsn == 0)
+        from_lsn = 1;
+    wal_follower *f = calloc(1, sizeof(*f));
+    if (f == NULL)
+        return -ENOMEM;
+    if (strlen(dir) >= sizeof(f->dir) - 40) {
+        free(f);
+        return -ENAMETOOLONG;
+    }
+    snprintf(f->dir, sizeof(f->dir), "%s", dir);
+    f->fd = -1;
+    uint64_t *segs = NULL;
+    size_t n = 0;
+    int rc = segments_list(dir, &segs, &n, f->error, sizeof(f->error));
+    if (rc != 0) {
+        free(f);
+        return rc;
+    }
+    /* The segment holding from_lsn: the last one starting at or before it. */
+    size_t i = n;
+    while (i > 0 && segs[i - 1] > from_lsn)
+        i--;
+    uint64_t first = i > 0 ? segs[i - 1] : 0;
+    free(segs);
+    if (n > 0 && first == 0) {
+        free(f);
+        return WAL_ENOTFOUND; /* older than the oldest retained segment */
+    }
+    f->next_lsn = first != 0 ? first : 1;
+    if (first != 0 && (rc = follower_enter(f, first)) != 0) {
+        wal_follower_close(f);
+        return rc;
+    }
+    /* Skip to from_lsn: frame headers only are needed, but every frame is
+     * read whole so that a damaged one is noticed. */
+    while (f->next_lsn < from_lsn) {
+        wal_record rec;
+        rc = f->fd >= 0 ? follower_frame(f, &rec) : 0;
+        if (rc <= 0) {
+            wal_follower_close(f);
+            return rc < 0 ? rc : WAL_ENOTFOUND; /* the log does not reach from_lsn - 1 */
+        }
+        if (rec.lsn != f->next_lsn) {
+            rc = follower_fail(f, WAL_ECORRUPT, "record has an unexpected LSN");
+            wal_follower_close(f);
+            return rc;
+        }
+        f->off += wal_frame_size(rec.payload_len);
+        f->next_lsn++;
+    }
+    *out = f;
+    return 0;
+}
+
+int wal_follower_next(wal_follower *f, uint64_t durable_lsn, wal_record *rec)
+{
+    if (f->next_lsn > durable_lsn)
+        return 0;
+    /* The record exists (it is durable): here, or at the start of the next
+     * segment if the writer rotated. */
+    int rc = f->fd >= 0 ? follower_frame(f, rec) : 0;
+    if (rc < 0)
+        return rc;
+    if (rc == 0) {
+        rc = follower_enter(f, f->next_lsn);
+        if (rc == WAL_ENOTFOUND && f->fd >= 0)
+            return follower_fail(f, WAL_EGAP,
+                                 "a durable record is neither in this segment nor the next");
+        if (rc != 0)
+            return rc;
+        rc = follower_frame(f, rec);
+        if (rc <= 0)
+            return rc < 0 ? rc : follower_fail(f, WAL_EGAP, "a new segment without its record");
+    }
+    if (rec->lsn != f->next_lsn)
+        return follower_fail(f, WAL_ECORRUPT, "record has an unexpected LSN");
+    f->off += wal_frame_size(rec->payload_len);
+    f->next_lsn++;
+    return 1;
+}
+
+uint64_t wal_follower_next_lsn(const wal_follower *f)
+{
+    return f->next_lsn;
+}
+
+const char *wal_follower_error(const wal_follower *f)
+{
+    return f->error;
+}
+
+void wal_follower_close(wal_follower *f)
+{
+    if (f == NULL)
+        return;
+    if (f->fd >= 0)
+        close(f->fd);
+    free(f->buf);
+    free(f);
+}
+
 /* ---- Writer --------------------------------------------------------------------------------- */
 
 typedef struct batch {

@@ -183,6 +183,44 @@ void wal_reader_close(wal_reader *r);
  */
 int wal_tail_repair(const char *dir, const wal_tail *tail, const wal_io *io);
 
+/* ---- Follower ---------------------------------------------------------------------- */
+
+typedef struct wal_follower wal_follower;
+
+/**
+ * Reads a live WAL incrementally, for replication: records from `from_lsn`
+ * on, up to a bound the caller knows to be durable (records past it may be
+ * half written). Unlike wal_reader it never loads a whole segment: it keeps
+ * one file open and reads frame by frame with pread, so it costs one record's
+ * buffer and can be called again as the log grows, moving to the next
+ * segment when the log rotates. Safe on any thread (it only reads files);
+ * one follower per thread at a time.
+ *
+ * wal_follower_open() fails with WAL_ENOTFOUND when `from_lsn` is older than
+ * the oldest retained segment (deleted after a snapshot), or when the log
+ * does not reach `from_lsn - 1` yet is not empty.
+ */
+int wal_follower_open(const char *dir, uint64_t from_lsn, wal_follower **out);
+
+/**
+ * The next record if its LSN is <= `durable_lsn`: returns 1 with `rec`
+ * (borrowing the follower's buffer until the next call), 0 when the next
+ * LSN is past `durable_lsn` (call again once more is durable), or an error:
+ * WAL_ECORRUPT, or WAL_EGAP when a record up to `durable_lsn` is in neither
+ * the current segment nor a next one (wal_follower_error() says where), or
+ * WAL_ENOTFOUND when the follower had not started a segment yet and the
+ * first is gone; -errno.
+ */
+int wal_follower_next(wal_follower *f, uint64_t durable_lsn, wal_record *rec);
+
+/** The LSN the next record will have. */
+uint64_t wal_follower_next_lsn(const wal_follower *f);
+
+/** After an error: a sentence naming the file, the offset and the LSN. */
+const char *wal_follower_error(const wal_follower *f);
+
+void wal_follower_close(wal_follower *f);
+
 /* ---- Writer ---------------------------------------------------------------------------- */
 
 typedef struct wal_writer wal_writer;
