@@ -122,7 +122,6 @@ int net__browse_index_refresh(net_shard *sh, catalog_read *rd)
     ix->nrows = rows.n;
     ix->version = version;
     ix->built = true;
-    ix->rebuilds++;
     /* catalog_each walks in id order: the lookups below rely on it. */
     for (size_t i = 1; i < ix->ntheaters; i++)
         NET_ASSERT(ix->theaters[i - 1].id < ix->theaters[i].id);

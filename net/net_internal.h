@@ -240,7 +240,6 @@ typedef struct net_browse_index {
     size_t ntheaters, nmovies;
     catalog_showtime_row *rows; /* this shard's showtimes, in id order */
     size_t nrows;
-    uint64_t rebuilds;
 } net_browse_index;
 
 /* Brings the shard's index up to the version `rd` sees. 0, or < 0 (the old
