@@ -549,6 +549,34 @@ const engine_item *engine_snapshot_item(const engine_snapshot *s, size_t i);
 const uint64_t *engine_snapshot_ids(const engine_snapshot *s, engine_item_kind kind, size_t *n);
 void engine_snapshot_free(engine_snapshot *s);
 
+/* Reading items without an engine (exports: the replication snapshot). Each
+ * decodes one stored value (docs/storage.md) and checks its structure, not
+ * its fit with other items. Return 0 or ENGINE_EDECODE. */
+
+typedef struct engine_showtime_item {
+    uint64_t layout_id;
+    int64_t start_ms;
+    uint32_t price_count;
+    uint32_t prices[ENGINE_CATEGORIES_MAX];
+    uint32_t seat_count;
+    uint32_t held, sold; /* seats held and sold (popcounts of the stored bitmaps) */
+} engine_showtime_item;
+
+int engine_item_showtime_decode(const uint8_t *value, uint32_t len, engine_showtime_item *out);
+/** `key` is the item's key (the hold or booking id), copied into out->id. */
+int engine_item_hold_decode(uint64_t key, const uint8_t *value, uint32_t len,
+                            engine_hold_info *out);
+int engine_item_booking_decode(uint64_t key, const uint8_t *value, uint32_t len,
+                               engine_booking_info *out);
+
+/**
+ * Decodes a layout blob (a LAYOUT_CREATE record's, a layout item's) into
+ * `spec`, whose seat and row-label arrays are allocated: free them with
+ * engine_layout_spec_free. Returns 0, ENGINE_EDECODE or ENGINE_ENOMEM.
+ */
+int engine_layout_blob_decode(const uint8_t *blob, uint32_t len, engine_layout_spec *spec);
+void engine_layout_spec_free(engine_layout_spec *spec);
+
 /**
  * Restores one item into `e`, a fresh engine with the configuration the
  * snapshot was taken under (id prefix and pool sizes large enough). Order:

@@ -365,6 +365,37 @@ int engine_layout_validate(const engine_layout_spec *spec, engine_problem *probl
     return 0;
 }
 
+int engine_layout_blob_decode(const uint8_t *blob, uint32_t len, engine_layout_spec *spec)
+{
+    memset(spec, 0, sizeof(*spec));
+    engine__layout l;
+    memset(&l, 0, sizeof(l));
+    engine_problem problem;
+    int rc = layout_parse(&l, blob, len, &problem);
+    if (rc != 0) {
+        engine__layout_free(&l);
+        return rc == ENGINE_ENOMEM ? rc : ENGINE_EDECODE;
+    }
+    spec->seat_count = l.seat_count;
+    spec->seats = l.seats;
+    spec->row_count = l.row_count;
+    spec->row_labels = (const char(*)[ENGINE_LABEL_MAX])l.row_labels;
+    spec->category_count = l.category_count;
+    memcpy(spec->category_names, l.category_names, sizeof(spec->category_names));
+    spec->best_row = l.best_row;
+    l.seats = NULL; /* now the spec's */
+    l.row_labels = NULL;
+    engine__layout_free(&l);
+    return 0;
+}
+
+void engine_layout_spec_free(engine_layout_spec *spec)
+{
+    free((void *)spec->seats);
+    free((void *)spec->row_labels);
+    memset(spec, 0, sizeof(*spec));
+}
+
 int engine__layout_build(uint64_t id, uint8_t *blob, uint32_t blob_len, engine__layout *out,
                          engine_problem *problem)
 {

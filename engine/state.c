@@ -333,66 +333,123 @@ static int restore_showtime(engine *e, uint64_t id, engine__rbuf *r)
     return 0;
 }
 
-static int restore_booking(engine *e, uint64_t id, engine__rbuf *r)
+int engine_item_booking_decode(uint64_t key, const uint8_t *value, uint32_t len,
+                               engine_booking_info *out)
+{
+    engine__rbuf rb = {.p = value, .len = len}, *r = &rb;
+    engine_booking_info *b = out;
+    memset(b, 0, sizeof(*b));
+    if (engine__get_u8(r) != ITEM_VERSION)
+        return ENGINE_EDECODE;
+    b->id = key;
+    b->showtime_id = engine__get_u64(r);
+    b->user_id = engine__get_u64(r);
+    b->hold_id = engine__get_u64(r);
+    b->confirmed_ms = (int64_t)engine__get_u64(r);
+    b->cancelled_ms = (int64_t)engine__get_u64(r);
+    b->amount = engine__get_u64(r);
+    b->refund = engine__get_u64(r);
+    b->payment = (engine_payment)engine__get_u8(r);
+    b->status = (engine_booking_status)engine__get_u8(r);
+    b->seat_count = engine__get_u8(r);
+    if (r->bad || b->seat_count < 1 || b->seat_count > ENGINE_HOLD_SEATS_MAX)
+        return ENGINE_EDECODE;
+    for (uint32_t i = 0; i < b->seat_count; i++)
+        b->seats[i] = engine__get_u32(r);
+    b->idem_key_len = engine__get_u8(r);
+    if (r->bad || b->idem_key_len > ENGINE_IDEM_KEY_MAX)
+        return ENGINE_EDECODE;
+    const uint8_t *k = engine__get_bytes(r, b->idem_key_len);
+    if (r->bad || r->pos != r->len)
+        return ENGINE_EDECODE;
+    if (b->idem_key_len > 0)
+        memcpy(b->idem_key, k, b->idem_key_len);
+    if (b->payment < ENGINE_PAY_UPI || b->payment > ENGINE_PAY_WALLET ||
+        (b->status != ENGINE_BOOKING_STATUS_CONFIRMED &&
+         b->status != ENGINE_BOOKING_STATUS_CANCELLED) ||
+        b->refund > b->amount)
+        return ENGINE_EDECODE;
+    return 0;
+}
+
+static int restore_booking(engine *e, uint64_t id, const uint8_t *value, uint32_t len)
 {
     uint64_t seq;
     if (!id_ours(e, id, &seq) || seq > e->booking_n || e->bookings[seq - 1].info.id != 0)
         return ENGINE_EREPLAY;
     engine_booking_info b;
-    memset(&b, 0, sizeof(b));
-    if (engine__get_u8(r) != ITEM_VERSION)
-        return ENGINE_EDECODE;
-    b.id = id;
-    b.showtime_id = engine__get_u64(r);
-    b.user_id = engine__get_u64(r);
-    b.hold_id = engine__get_u64(r);
-    b.confirmed_ms = (int64_t)engine__get_u64(r);
-    b.cancelled_ms = (int64_t)engine__get_u64(r);
-    b.amount = engine__get_u64(r);
-    b.refund = engine__get_u64(r);
-    b.payment = (engine_payment)engine__get_u8(r);
-    b.status = (engine_booking_status)engine__get_u8(r);
-    b.seat_count = engine__get_u8(r);
-    if (r->bad || b.seat_count < 1 || b.seat_count > ENGINE_HOLD_SEATS_MAX)
-        return ENGINE_EDECODE;
-    for (uint32_t i = 0; i < b.seat_count; i++)
-        b.seats[i] = engine__get_u32(r);
-    b.idem_key_len = engine__get_u8(r);
-    if (r->bad || b.idem_key_len > ENGINE_IDEM_KEY_MAX)
-        return ENGINE_EDECODE;
-    const uint8_t *key = engine__get_bytes(r, b.idem_key_len);
-    if (r->bad || r->pos != r->len)
-        return ENGINE_EDECODE;
-    if (b.idem_key_len > 0)
-        memcpy(b.idem_key, key, b.idem_key_len);
-    if (b.payment < ENGINE_PAY_UPI || b.payment > ENGINE_PAY_WALLET ||
-        (b.status != ENGINE_BOOKING_STATUS_CONFIRMED &&
-         b.status != ENGINE_BOOKING_STATUS_CANCELLED) ||
-        b.refund > b.amount)
-        return ENGINE_EDECODE;
+    int rc = engine_item_booking_decode(id, value, len, &b);
+    if (rc != 0)
+        return rc;
     e->bookings[seq - 1].info = b;
     return 0;
 }
 
-static int restore_hold(engine *e, uint64_t id, engine__rbuf *r)
+int engine_item_hold_decode(uint64_t key, const uint8_t *value, uint32_t len, engine_hold_info *out)
+{
+    engine__rbuf rb = {.p = value, .len = len}, *r = &rb;
+    memset(out, 0, sizeof(*out));
+    if (engine__get_u8(r) != ITEM_VERSION)
+        return ENGINE_EDECODE;
+    out->id = key;
+    out->showtime_id = engine__get_u64(r);
+    out->user_id = engine__get_u64(r);
+    out->created_ms = (int64_t)engine__get_u64(r);
+    out->expires_ms = (int64_t)engine__get_u64(r);
+    out->amount = engine__get_u64(r);
+    out->seat_count = engine__get_u8(r);
+    if (r->bad || out->seat_count < 1 || out->seat_count > ENGINE_HOLD_SEATS_MAX)
+        return ENGINE_EDECODE;
+    for (uint32_t i = 0; i < out->seat_count; i++)
+        out->seats[i] = engine__get_u32(r);
+    if (r->bad || r->pos != r->len)
+        return ENGINE_EDECODE;
+    return 0;
+}
+
+int engine_item_showtime_decode(const uint8_t *value, uint32_t len, engine_showtime_item *out)
+{
+    engine__rbuf rb = {.p = value, .len = len}, *r = &rb;
+    memset(out, 0, sizeof(*out));
+    if (engine__get_u8(r) != ITEM_VERSION)
+        return ENGINE_EDECODE;
+    out->layout_id = engine__get_u64(r);
+    out->start_ms = (int64_t)engine__get_u64(r);
+    out->price_count = engine__get_u8(r);
+    if (r->bad || out->price_count > ENGINE_CATEGORIES_MAX)
+        return ENGINE_EDECODE;
+    for (uint32_t i = 0; i < out->price_count; i++)
+        out->prices[i] = engine__get_u32(r);
+    out->seat_count = engine__get_u32(r);
+    if (r->bad || out->seat_count < 1 || out->seat_count > ENGINE_SEATS_MAX)
+        return ENGINE_EDECODE;
+    size_t words = (out->seat_count + 63) / 64;
+    if (r->len - r->pos != 16 * words)
+        return ENGINE_EDECODE;
+    for (size_t w = 0; w < 2 * words; w++) {
+        uint32_t n = (uint32_t)__builtin_popcountll(engine__get_u64(r));
+        if (w < words)
+            out->held += n;
+        else
+            out->sold += n;
+    }
+    return 0;
+}
+
+static int restore_hold(engine *e, uint64_t id, const uint8_t *value, uint32_t len)
 {
     uint64_t seq;
     if (!id_ours(e, id, &seq) || id <= e->restore.last_hold || seq >= e->restore.hold_seq ||
         e->heap_n >= e->cfg.holds_max)
         return ENGINE_EREPLAY;
-    if (engine__get_u8(r) != ITEM_VERSION)
-        return ENGINE_EDECODE;
-    uint64_t showtime_id = engine__get_u64(r), user = engine__get_u64(r);
-    int64_t created = (int64_t)engine__get_u64(r), expires = (int64_t)engine__get_u64(r);
-    uint64_t amount = engine__get_u64(r);
-    uint32_t n = engine__get_u8(r);
-    if (r->bad || n < 1 || n > ENGINE_HOLD_SEATS_MAX)
-        return ENGINE_EDECODE;
-    uint32_t seats[ENGINE_HOLD_SEATS_MAX];
-    for (uint32_t i = 0; i < n; i++)
-        seats[i] = engine__get_u32(r);
-    if (r->bad || r->pos != r->len)
-        return ENGINE_EDECODE;
+    engine_hold_info h;
+    int rc = engine_item_hold_decode(id, value, len, &h);
+    if (rc != 0)
+        return rc;
+    uint64_t showtime_id = h.showtime_id, user = h.user_id, amount = h.amount;
+    int64_t created = h.created_ms, expires = h.expires_ms;
+    uint32_t n = h.seat_count;
+    const uint32_t *seats = h.seats;
     showtime *st = engine__showtime_find(e, showtime_id);
     if (st == NULL || expires <= created || created > e->restore.now_ms)
         return ENGINE_EREPLAY;
@@ -444,9 +501,9 @@ int engine_restore_item(engine *e, engine_item_kind kind, uint64_t key, const ui
     case ENGINE_ITEM_SHOWTIME:
         return restore_showtime(e, key, &r);
     case ENGINE_ITEM_BOOKING:
-        return restore_booking(e, key, &r);
+        return restore_booking(e, key, value, len);
     case ENGINE_ITEM_HOLD:
-        return restore_hold(e, key, &r);
+        return restore_hold(e, key, value, len);
     }
     return ENGINE_EDECODE;
 }

@@ -24,6 +24,9 @@ struct snapshot_store {
     MDB_dbi dbi[DB_COUNT];
     uint32_t shard;
     uint64_t map_bytes;
+    /* Readers from other threads (snapshot_store_each) hold it shared; growing
+     * the map, which needs no transaction open in the process, exclusive. */
+    uv_rwlock_t map_lock;
 };
 
 const char *snapshot_strerror(int err)
@@ -126,6 +129,10 @@ int snapshot_store_open(const char *dir, uint32_t shard, uint64_t map_bytes, sna
         return -ENOMEM;
     s->shard = shard;
     s->map_bytes = map_bytes ? map_bytes : MAP_DEFAULT;
+    if (uv_rwlock_init(&s->map_lock) != 0) {
+        free(s);
+        return -ENOMEM;
+    }
     int rc = lmdb_err(mdb_env_create(&s->env));
     if (rc == 0)
         rc = lmdb_err(mdb_env_set_maxdbs(s->env, DB_COUNT));
@@ -167,6 +174,7 @@ int snapshot_store_open(const char *dir, uint32_t shard, uint64_t map_bytes, sna
     if (rc != 0) {
         if (s->env != NULL)
             mdb_env_close(s->env);
+        uv_rwlock_destroy(&s->map_lock);
         free(s);
         return rc;
     }
@@ -179,6 +187,7 @@ void snapshot_store_close(snapshot_store *s)
     if (s == NULL)
         return;
     mdb_env_close(s->env);
+    uv_rwlock_destroy(&s->map_lock);
     free(s);
 }
 
@@ -307,13 +316,24 @@ int snapshot_store_write(snapshot_store *s, const engine_snapshot *snap, uint64_
             return rc;
         /* No transaction is open in this process now: the map may grow. */
         s->map_bytes *= 2;
+        uv_rwlock_wrlock(&s->map_lock);
         rc = lmdb_err(mdb_env_set_mapsize(s->env, (size_t)s->map_bytes));
+        uv_rwlock_wrunlock(&s->map_lock);
         if (rc != 0)
             return rc;
     }
 }
 
-static int load_db(snapshot_store *s, MDB_txn *txn, int db, engine_item_kind kind, engine *e)
+static int restore_cb(void *arg, engine_item_kind kind, uint64_t key, const uint8_t *value,
+                      uint32_t len)
+{
+    int r = engine_restore_item(arg, kind, key, value, len);
+    return r == 0 ? 0 : r == ENGINE_ENOMEM ? -ENOMEM : SNAPSHOT_ECORRUPT;
+}
+
+/* Calls `cb` for every item of one database, in key order. */
+static int each_db(snapshot_store *s, MDB_txn *txn, int db, engine_item_kind kind,
+                   snapshot_item_cb cb, void *arg)
 {
     MDB_cursor *c;
     int rc = lmdb_err(mdb_cursor_open(txn, s->dbi[db], &c));
@@ -334,14 +354,50 @@ static int load_db(snapshot_store *s, MDB_txn *txn, int db, engine_item_kind kin
             rc = SNAPSHOT_ECORRUPT;
             break;
         }
-        int r =
-            engine_restore_item(e, kind, key_from_be(k.mv_data), v.mv_data, (uint32_t)v.mv_size);
-        if (r != 0) {
-            rc = r == ENGINE_ENOMEM ? -ENOMEM : SNAPSHOT_ECORRUPT;
+        rc = cb(arg, kind, key_from_be(k.mv_data), v.mv_data, (uint32_t)v.mv_size);
+        if (rc != 0)
             break;
-        }
     }
     mdb_cursor_close(c);
+    return rc;
+}
+
+static int load_db(snapshot_store *s, MDB_txn *txn, int db, engine_item_kind kind, engine *e)
+{
+    return each_db(s, txn, db, kind, restore_cb, e);
+}
+
+int snapshot_store_each(snapshot_store *s, uint64_t *lsn, int64_t *written_ms, snapshot_item_cb cb,
+                        void *arg)
+{
+    MDB_txn *txn;
+    uv_rwlock_rdlock(&s->map_lock);
+    int rc = lmdb_err(mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn));
+    if (rc != 0) {
+        uv_rwlock_rdunlock(&s->map_lock);
+        return rc;
+    }
+    bool found = false, found_at = false;
+    uint64_t at = 0;
+    *lsn = 0;
+    *written_ms = 0;
+    rc = meta_get_u(txn, s->dbi[DB_META], "lsn", 8, lsn, &found);
+    if (rc == 0 && found)
+        rc = meta_get_u(txn, s->dbi[DB_META], "written_at_ms", 8, &at, &found_at);
+    if (rc == 0 && found) {
+        *written_ms = (int64_t)at;
+        static const struct {
+            int db;
+            engine_item_kind kind;
+        } order[] = {{DB_LAYOUTS, ENGINE_ITEM_LAYOUT},
+                     {DB_SHOWTIMES, ENGINE_ITEM_SHOWTIME},
+                     {DB_HOLDS, ENGINE_ITEM_HOLD},
+                     {DB_BOOKINGS, ENGINE_ITEM_BOOKING}};
+        for (size_t i = 0; rc == 0 && i < sizeof(order) / sizeof(order[0]); i++)
+            rc = each_db(s, txn, order[i].db, order[i].kind, cb, arg);
+    }
+    mdb_txn_abort(txn);
+    uv_rwlock_rdunlock(&s->map_lock);
     return rc;
 }
 

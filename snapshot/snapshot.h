@@ -70,6 +70,21 @@ int snapshot_store_write(snapshot_store *s, const engine_snapshot *snap, uint64_
  */
 int snapshot_store_load(snapshot_store *s, engine *e, uint64_t *lsn, int64_t *clock_ms);
 
+/** One stored item (snapshot_store_each); a non-zero return stops the walk. */
+typedef int (*snapshot_item_cb)(void *arg, engine_item_kind kind, uint64_t key,
+                                const uint8_t *value, uint32_t len);
+
+/**
+ * Reads the stored snapshot in one LMDB read transaction, from any thread
+ * (while snapshots are being written): sets *lsn (0 when there is none: then
+ * no callback) and *written_ms (wall clock of the write) before the first
+ * call, then calls `cb` for every layout, showtime, live hold and booking, in
+ * that order and by ascending id. Returns 0, the callback's non-zero value,
+ * an LMDB code or -errno.
+ */
+int snapshot_store_each(snapshot_store *s, uint64_t *lsn, int64_t *written_ms, snapshot_item_cb cb,
+                        void *arg);
+
 /* ---- Journaling -------------------------------------------------------------------- */
 
 /**
