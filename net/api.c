@@ -36,44 +36,11 @@ static net_server *srv(net_request *r)
     return r->shard->server;
 }
 
-static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d);
-
 /* RFC 3339 UTC ("2026-11-21T18:30:00Z", with millis ".250" when asked). On
  * the seat path: digits by hand for years 0 to 9999, gmtime/strftime else. */
 static void format_time(int64_t ms, bool millis, char out[32])
 {
-    int64_t secs = ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000);
-    int64_t days = secs >= 0 ? secs / 86400 : -((-secs + 86399) / 86400);
-    int64_t sod = secs - days * 86400, y;
-    unsigned mo, d;
-    civil_from_days(days, &y, &mo, &d);
-    if (y < 0 || y > 9999) {
-        time_t t = (time_t)secs;
-        struct tm tm;
-        gmtime_r(&t, &tm);
-        size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
-        snprintf(out + n, 32 - n, millis ? ".%03dZ" : "Z", (int)(ms - secs * 1000));
-        return;
-    }
-    unsigned v[7] = {(unsigned)y / 100,         (unsigned)y % 100,   mo, d, (unsigned)(sod / 3600),
-                     (unsigned)(sod / 60 % 60), (unsigned)(sod % 60)};
-    static const char sep[7] = {0, 0, '-', '-', 'T', ':', ':'};
-    char *o = out;
-    for (int i = 0; i < 7; i++) {
-        if (sep[i] != 0)
-            *o++ = sep[i];
-        *o++ = (char)('0' + v[i] / 10);
-        *o++ = (char)('0' + v[i] % 10);
-    }
-    if (millis) {
-        unsigned frac = (unsigned)(ms - secs * 1000);
-        *o++ = '.';
-        *o++ = (char)('0' + frac / 100);
-        *o++ = (char)('0' + frac / 10 % 10);
-        *o++ = (char)('0' + frac % 10);
-    }
-    *o++ = 'Z';
-    *o = '\0';
+    repl_time_format(ms, millis, out);
 }
 
 static json_t *json_time(int64_t ms)
@@ -231,6 +198,17 @@ static int query_bool(net_request *r, const char *name, bool *out)
     }
     *out = strcmp(v, "true") == 0;
     return 1;
+}
+
+void net__problem(net_request *r, int status, const char *type, const char *title,
+                  const char *detail, const char *field, json_t *ext, const char *extra)
+{
+    problem(r, status, type, title, detail, field, ext, extra);
+}
+
+int net__query_u64(net_request *r, const char *name, uint64_t min, uint64_t max, uint64_t *out)
+{
+    return query_u64(r, name, min, max, out);
 }
 
 /* page and limit; answers 400 and returns false when invalid. */
@@ -1972,19 +1950,6 @@ static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
 }
 
 /* The civil date of a day number (inverse of days_from_civil). */
-static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
-{
-    z += 719468;
-    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    unsigned doe = (unsigned)(z - era * 146097);
-    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    unsigned mp = (5 * doy + 2) / 153;
-    *d = doy - (153 * mp + 2) / 5 + 1;
-    *m = mp < 10 ? mp + 3 : mp - 9;
-    *y = (int64_t)yoe + era * 400 + (*m <= 2);
-}
-
 static void h_showtimes_list(net_request *r)
 {
     st_filter *f = calloc(1, sizeof(*f));
@@ -2902,51 +2867,56 @@ static void h_my_bookings(net_request *r)
 /* ---- Routing ------------------------------------------------------------------------------------
  */
 
-enum { AUTH_NONE = 0, AUTH_USER = 1, AUTH_ADMIN = 2 };
+/* AUTH_REPL: an admin, or the replication token (net_config). */
+enum { AUTH_NONE = 0, AUTH_USER = 1, AUTH_ADMIN = 2, AUTH_REPL = 3 };
 
 typedef struct route {
     llhttp_method_t method;
     const char *pattern; /* ":id" matches a positive integer segment */
     void (*fn)(net_request *);
     int auth;
+    bool last; /* a stream: the last request its connection is read for */
 } route;
 
 static const route routes[] = {
     /* The seat path first: a request is matched against the table in order. */
-    {HTTP_GET, "/api/seats/:id", h_seats, AUTH_NONE},
-    {HTTP_POST, "/api/bookings/reserve", h_reserve, AUTH_USER},
-    {HTTP_POST, "/api/bookings/confirm", h_confirm, AUTH_USER},
-    {HTTP_GET, "/api/bookings/my-bookings", h_my_bookings, AUTH_USER},
-    {HTTP_GET, "/api/bookings/:id", h_booking, AUTH_USER},
-    {HTTP_POST, "/api/bookings/:id/cancel", h_booking, AUTH_USER},
-    {HTTP_GET, "/api/holds/:id", h_hold, AUTH_USER},
-    {HTTP_DELETE, "/api/holds/:id", h_hold, AUTH_USER},
-    {HTTP_GET, "/livez", net__route_livez, AUTH_NONE},
-    {HTTP_GET, "/readyz", net__route_readyz, AUTH_NONE},
-    {HTTP_GET, "/metrics", net__route_metrics, AUTH_NONE},
-    {HTTP_POST, "/api/auth/register", h_register, AUTH_NONE},
-    {HTTP_POST, "/api/auth/login", h_login, AUTH_NONE},
-    {HTTP_GET, "/api/me", h_me, AUTH_USER},
-    {HTTP_GET, "/api/theaters", h_catalog_list, AUTH_NONE},
-    {HTTP_POST, "/api/theaters", h_catalog_create, AUTH_ADMIN},
-    {HTTP_GET, "/api/theaters/:id", h_catalog_get, AUTH_NONE},
-    {HTTP_PATCH, "/api/theaters/:id", h_catalog_update, AUTH_ADMIN},
-    {HTTP_DELETE, "/api/theaters/:id", h_catalog_delete, AUTH_ADMIN},
-    {HTTP_GET, "/api/screens", h_catalog_list, AUTH_NONE},
-    {HTTP_POST, "/api/screens", h_catalog_create, AUTH_ADMIN},
-    {HTTP_GET, "/api/screens/:id", h_catalog_get, AUTH_NONE},
-    {HTTP_PATCH, "/api/screens/:id", h_catalog_update, AUTH_ADMIN},
-    {HTTP_DELETE, "/api/screens/:id", h_catalog_delete, AUTH_ADMIN},
-    {HTTP_GET, "/api/movies", h_catalog_list, AUTH_NONE},
-    {HTTP_POST, "/api/movies", h_catalog_create, AUTH_ADMIN},
-    {HTTP_GET, "/api/movies/:id", h_catalog_get, AUTH_NONE},
-    {HTTP_PATCH, "/api/movies/:id", h_catalog_update, AUTH_ADMIN},
-    {HTTP_DELETE, "/api/movies/:id", h_catalog_delete, AUTH_ADMIN},
-    {HTTP_GET, "/api/showtimes", h_showtimes_list, AUTH_NONE},
-    {HTTP_POST, "/api/showtimes", h_catalog_create, AUTH_ADMIN},
-    {HTTP_GET, "/api/showtimes/:id", h_catalog_get, AUTH_NONE},
-    {HTTP_PATCH, "/api/showtimes/:id", h_catalog_update, AUTH_ADMIN},
-    {HTTP_DELETE, "/api/showtimes/:id", h_catalog_delete, AUTH_ADMIN},
+    {HTTP_GET, "/api/seats/:id", h_seats, AUTH_NONE, false},
+    {HTTP_POST, "/api/bookings/reserve", h_reserve, AUTH_USER, false},
+    {HTTP_POST, "/api/bookings/confirm", h_confirm, AUTH_USER, false},
+    {HTTP_GET, "/api/bookings/my-bookings", h_my_bookings, AUTH_USER, false},
+    {HTTP_GET, "/api/bookings/:id", h_booking, AUTH_USER, false},
+    {HTTP_POST, "/api/bookings/:id/cancel", h_booking, AUTH_USER, false},
+    {HTTP_GET, "/api/holds/:id", h_hold, AUTH_USER, false},
+    {HTTP_DELETE, "/api/holds/:id", h_hold, AUTH_USER, false},
+    {HTTP_GET, "/livez", net__route_livez, AUTH_NONE, false},
+    {HTTP_GET, "/readyz", net__route_readyz, AUTH_NONE, false},
+    {HTTP_GET, "/metrics", net__route_metrics, AUTH_NONE, false},
+    {HTTP_POST, "/api/auth/register", h_register, AUTH_NONE, false},
+    {HTTP_POST, "/api/auth/login", h_login, AUTH_NONE, false},
+    {HTTP_GET, "/api/me", h_me, AUTH_USER, false},
+    {HTTP_GET, "/api/theaters", h_catalog_list, AUTH_NONE, false},
+    {HTTP_POST, "/api/theaters", h_catalog_create, AUTH_ADMIN, false},
+    {HTTP_GET, "/api/theaters/:id", h_catalog_get, AUTH_NONE, false},
+    {HTTP_PATCH, "/api/theaters/:id", h_catalog_update, AUTH_ADMIN, false},
+    {HTTP_DELETE, "/api/theaters/:id", h_catalog_delete, AUTH_ADMIN, false},
+    {HTTP_GET, "/api/screens", h_catalog_list, AUTH_NONE, false},
+    {HTTP_POST, "/api/screens", h_catalog_create, AUTH_ADMIN, false},
+    {HTTP_GET, "/api/screens/:id", h_catalog_get, AUTH_NONE, false},
+    {HTTP_PATCH, "/api/screens/:id", h_catalog_update, AUTH_ADMIN, false},
+    {HTTP_DELETE, "/api/screens/:id", h_catalog_delete, AUTH_ADMIN, false},
+    {HTTP_GET, "/api/movies", h_catalog_list, AUTH_NONE, false},
+    {HTTP_POST, "/api/movies", h_catalog_create, AUTH_ADMIN, false},
+    {HTTP_GET, "/api/movies/:id", h_catalog_get, AUTH_NONE, false},
+    {HTTP_PATCH, "/api/movies/:id", h_catalog_update, AUTH_ADMIN, false},
+    {HTTP_DELETE, "/api/movies/:id", h_catalog_delete, AUTH_ADMIN, false},
+    {HTTP_GET, "/api/showtimes", h_showtimes_list, AUTH_NONE, false},
+    {HTTP_POST, "/api/showtimes", h_catalog_create, AUTH_ADMIN, false},
+    {HTTP_GET, "/api/showtimes/:id", h_catalog_get, AUTH_NONE, false},
+    {HTTP_PATCH, "/api/showtimes/:id", h_catalog_update, AUTH_ADMIN, false},
+    {HTTP_DELETE, "/api/showtimes/:id", h_catalog_delete, AUTH_ADMIN, false},
+    {HTTP_GET, "/api/replication", net__route_replication, AUTH_REPL, true},
+    {HTTP_GET, "/api/replication/snapshot", net__route_replication_snapshot, AUTH_REPL, true},
+    {HTTP_GET, "/api/replication/status", net__route_replication_status, AUTH_REPL, false},
 };
 enum { ROUTE_COUNT = sizeof(routes) / sizeof(routes[0]) };
 
@@ -2988,6 +2958,19 @@ static bool route_match(const char *pattern, const char *path, size_t path_len, 
     return s == end;
 }
 
+/* The replication token, compared in constant time. */
+static bool repl_token_ok(net_server *s, const char *tok)
+{
+    const char *want = s->cfg.replication_token;
+    if (want == NULL)
+        return false;
+    size_t n = strlen(want), m = strlen(tok);
+    unsigned char diff = (unsigned char)(n != m);
+    for (size_t i = 0; i < n; i++)
+        diff |= (unsigned char)(want[i] ^ (i < m ? tok[i] : 0));
+    return diff == 0;
+}
+
 static bool authenticate(net_request *r, int need)
 {
     if (r->internal) {
@@ -3006,6 +2989,10 @@ static bool authenticate(net_request *r, int need)
     const char *tok = h + 7;
     while (*tok == ' ')
         tok++;
+    if (need == AUTH_REPL && repl_token_ok(srv(r), tok)) {
+        r->job.role = AUTH_ROLE_ADMIN; /* for these routes only */
+        return true;
+    }
     auth_claims c;
     int rc = auth_jwt_verify_cached(&r->shard->tokens, &srv(r)->jwt, tok, strlen(tok),
                                     net__now_ms(r->shard) / 1000, &c);
@@ -3018,7 +3005,7 @@ static bool authenticate(net_request *r, int need)
     }
     r->job.user_id = c.sub;
     r->job.role = c.role;
-    if (need == AUTH_ADMIN && c.role != AUTH_ROLE_ADMIN) {
+    if ((need == AUTH_ADMIN || need == AUTH_REPL) && c.role != AUTH_ROLE_ADMIN) {
         problem(r, 403, "forbidden", "Forbidden", "this operation needs the admin role", NULL, NULL,
                 NULL);
         return false;
@@ -3047,6 +3034,8 @@ void net__dispatch(net_request *r)
         r->route = routes[i].pattern;
         r->route_id = i;
         r->job.id = id;
+        if (routes[i].last)
+            net__conn_last_request(r);
         /* A handler may complete at once (a job for this very shard): its
          * finish waits until the handler has returned. */
         r->dispatching = true;

@@ -33,6 +33,7 @@ typedef struct conn_write {
 
 static void conn_close(net_conn *c);
 static void conn_flush(net_conn *c);
+static int conn_send(net_conn *c, char *buf, size_t len, bool close_after);
 static void conn_resume(net_conn *c);
 static void timer_ensure(net_conn *c);
 
@@ -170,6 +171,58 @@ void net__respond(net_request *req, int status, const char *content_type, const 
     req->status = status;
 }
 
+void net__conn_last_request(net_request *req)
+{
+    req->keep_alive = false;
+    if (req->conn != NULL)
+        req->conn->last_request = true;
+}
+
+void net__respond_stream(net_request *req, const char *content_type, net_stream *st)
+{
+    NET_ASSERT(!req->done && req->resp == NULL && !req->keep_alive);
+    size_t cap = 256 + strlen(content_type);
+    req->resp = malloc(cap);
+    NET_ASSERT(req->resp != NULL);
+    int n = snprintf(req->resp, cap,
+                     "HTTP/1.1 200 OK\r\nDate: %s\r\nContent-Type: %s\r\nTransfer-Encoding: "
+                     "chunked\r\nCache-Control: no-store\r\nX-Accel-Buffering: no\r\nConnection: "
+                     "close\r\n\r\n",
+                     http_date(), content_type);
+    NET_ASSERT(n > 0 && (size_t)n < cap);
+    req->resp_len = req->resp_body_off = (size_t)n;
+    req->status = 200;
+    req->stream = st;
+    st->shard = req->shard;
+    st->conn = NULL;
+}
+
+int net__stream_write(net_stream *st, const char *data, size_t len)
+{
+    net_conn *c = st->conn;
+    if (c == NULL || c->closing || c->lingering)
+        return -1;
+    if (len == 0)
+        return 0; /* a zero-length chunk would end the body */
+    char *buf = malloc(len + 32);
+    NET_ASSERT(buf != NULL);
+    int h = snprintf(buf, 32, "%zx\r\n", len);
+    memcpy(buf + h, data, len);
+    memcpy(buf + h + len, "\r\n", 2);
+    return conn_send(c, buf, (size_t)h + len + 2, false);
+}
+
+void net__stream_end(net_stream *st)
+{
+    net_conn *c = st->conn;
+    if (c == NULL || c->closing || c->lingering)
+        return;
+    char *buf = malloc(5);
+    NET_ASSERT(buf != NULL);
+    memcpy(buf, "0\r\n\r\n", 5);
+    conn_send(c, buf, 5, true);
+}
+
 /* Appends `s` to a JSON string literal being built (escapes quotes,
  * backslashes and control bytes). */
 static size_t json_escape(char *out, size_t cap, const char *s)
@@ -255,6 +308,12 @@ static void request_free(net_request *r)
         r->orphan = true;
         r->conn = NULL;
         return;
+    }
+    if (r->stream != NULL) {
+        /* A streamed answer whose head never left (the connection closed first). */
+        net_stream *st = r->stream;
+        r->stream = NULL;
+        st->ops->closed(st);
     }
     json_decref(r->job.body);
     free(r->job.text);
@@ -400,6 +459,11 @@ static void on_write(uv_write_t *w, int status)
         conn_linger(c);
         return;
     }
+    if (c->stream != NULL) {
+        if (c->writes_pending == 0 && !c->closing)
+            c->stream->ops->drained(c->stream);
+        return;
+    }
     conn_resume(c);
 }
 
@@ -469,7 +533,25 @@ static void conn_flush(net_conn *c)
         size_t len = r->resp_len;
         bool stop = r->close_after;
         r->resp = NULL;
+        net_stream *st = r->stream;
+        r->stream = NULL;
         request_free(r);
+        if (st != NULL) {
+            /* A streamed answer: the connection is the producer's from now on.
+             * Nothing more is parsed; reading only notices the peer's close. */
+            NET_ASSERT(c->qlen == 0);
+            c->stream = st;
+            st->conn = c;
+            /* The kernel's share of a slow reader's backlog is bounded too. */
+            int sndbuf = NET_STREAM_SNDBUF;
+            uv_send_buffer_size((uv_handle_t *)&c->tcp, &sndbuf);
+            uv_timer_stop(&c->timer);
+            uv_read_stop((uv_stream_t *)&c->tcp);
+            c->reading = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_discard) == 0;
+            if (conn_send(c, resp, len, false) == 0)
+                st->ops->drained(st);
+            return;
+        }
         if (stop) {
             /* Nothing after a closing response is answered. */
             uv_read_stop((uv_stream_t *)&c->tcp);
@@ -669,6 +751,8 @@ static int on_message_complete(llhttp_t *p)
     c->qlen++;
     c->idle_deadline_ms = loop_now(c) + c->shard->server->cfg.idle_timeout_ms;
     net__dispatch(r);
+    if (c->last_request)
+        return HPE_PAUSED; /* nothing after it is parsed (conn_execute drops the rest) */
     /* Stop parsing while this many answers are owed; conn_resume goes on. */
     if (c->qlen + c->writes_pending >= c->shard->server->cfg.pipeline_max && !c->closing)
         return HPE_PAUSED;
@@ -776,6 +860,16 @@ static void conn_execute(net_conn *c, const char *data, size_t len)
         conn_parse_error(c, err);
         return;
     }
+    if (c->last_request) {
+        /* The request before was the connection's last (a stream): what
+         * follows is never parsed, and the connection closes after it. */
+        c->read_done = true;
+        if (c->reading) {
+            uv_read_stop((uv_stream_t *)&c->tcp);
+            c->reading = false;
+        }
+        return;
+    }
     const char *at = llhttp_get_error_pos(&c->parser);
     size_t used = at != NULL ? (size_t)(at - data) : len;
     NET_ASSERT(used <= len && c->paused_data == NULL);
@@ -863,7 +957,7 @@ static void on_timer(uv_timer_t *t);
  * parsed, else idleness once nothing is owed), or sooner: never later. */
 static void timer_ensure(net_conn *c)
 {
-    if (c->closing || c->lingering)
+    if (c->closing || c->lingering || c->stream != NULL)
         return;
     uint64_t now = loop_now(c);
     uint64_t due = c->cur != NULL ? c->req_deadline_ms : c->idle_deadline_ms;
@@ -879,7 +973,7 @@ static void timer_ensure(net_conn *c)
 static void on_timer(uv_timer_t *t)
 {
     net_conn *c = t->data;
-    if (c->closing)
+    if (c->closing || c->stream != NULL)
         return;
     uint64_t now = loop_now(c);
     if (c->cur != NULL) {
@@ -938,6 +1032,11 @@ static void on_handle_closed(uv_handle_t *h)
         c->next->prev = c->prev;
     sh->nconns--;
     atomic_fetch_sub(&sh->server->connections, 1);
+    if (c->stream != NULL) {
+        net_stream *st = c->stream;
+        st->conn = NULL;
+        st->ops->closed(st);
+    }
     free(c);
 }
 
@@ -1024,7 +1123,7 @@ void net__conn_close_all(net_shard *sh, bool force)
 {
     for (net_conn *c = sh->conns, *next; c != NULL; c = next) {
         next = c->next;
-        if (force || c->qlen == 0) {
+        if (force || c->qlen == 0 || c->stream != NULL) {
             conn_close(c);
         } else {
             uv_read_stop((uv_stream_t *)&c->tcp);

@@ -46,12 +46,14 @@ typedef struct net_config {
     uint32_t backlog;            /* listen(2) backlog per shard */
     uint64_t wal_segment_bytes;  /* 0 = 64 MiB */
     uint64_t snapshot_wal_bytes; /* 0 = 64 MiB */
-    uint64_t snapshot_interval_ms; /* 0 = 60 s */
-    engine_config engine;          /* per shard; id_prefix is set to the shard number */
-    uint32_t idempotency_keys;     /* Idempotency-Key answers kept per shard (oldest go first) */
-    uint32_t token_ttl_s;          /* lifetime of a login token */
-    bool password_cost_min;        /* argon2id at libsodium's MIN limits: tests only */
-    bool no_listen;                /* serve no socket (usherd --create-admin) */
+    uint64_t snapshot_interval_ms;    /* 0 = 60 s */
+    engine_config engine;             /* per shard; id_prefix is set to the shard number */
+    uint32_t idempotency_keys;        /* Idempotency-Key answers kept per shard (oldest go first) */
+    uint32_t token_ttl_s;             /* lifetime of a login token */
+    bool password_cost_min;           /* argon2id at libsodium's MIN limits: tests only */
+    bool no_listen;                   /* serve no socket (usherd --create-admin) */
+    const char *replication_token;    /* opens the replication routes (>= 32 bytes), or NULL */
+    uint32_t replication_streams_max; /* open replication streams; beyond: 503 */
 } net_config;
 
 /** Fills the defaults documented in `usherd --help`. */

@@ -8,6 +8,7 @@
 #include "body.h"
 #include "catalog.h"
 #include "net.h"
+#include "repl.h"
 #include "ring.h"
 #include "snapshot.h"
 #include "wal.h"
@@ -25,6 +26,7 @@ void net__log(const char *level, const char *msg, const char *fmt, ...)
 
 typedef struct net_shard net_shard;
 typedef struct net_conn net_conn;
+typedef struct net_stream net_stream;
 
 /* ---- Requests and responses ------------------------------------------------ */
 
@@ -104,8 +106,9 @@ struct net_request {
     bool close_after;     /* connection closes after this response */
     uint64_t start_ns;
     int status;
-    const char *route; /* for metrics: a fixed route name */
-    int route_id;      /* index into the route table, -1 if none */
+    const char *route;  /* for metrics: a fixed route name */
+    int route_id;       /* index into the route table, -1 if none */
+    net_stream *stream; /* a streamed answer (net__respond_stream): its producer */
     /* The large buffers stay last: a reused request clears only what is
      * above them (request_new in http.c) and empties these strings. */
     char url[NET_URL_MAX]; /* path and query, NUL-terminated */
@@ -138,6 +141,42 @@ void net__request_spares_free(net_shard *sh);
 
 /* Marks the request done and sends what can be sent in order. */
 void net__request_finish(net_request *req);
+
+/* ---- Streamed answers (http.c) -----------------------------------------------
+ * A route may answer with a stream: a 200 whose chunked body a producer
+ * writes over time (replication.c). Such a request is the last its
+ * connection is read for (net__conn_last_request): the server parses
+ * nothing after it, and once the head has left it only watches for the
+ * peer's close. The producer writes a chunk at a time and writes the next
+ * only when told the previous ones left (drained), so a slow reader holds
+ * at most one chunk in server memory. */
+enum { NET_STREAM_SNDBUF = 256 * 1024 /* socket send buffer of a streamed answer */ };
+
+typedef struct net_stream_ops {
+    /* Everything written so far has left the socket: write more. */
+    void (*drained)(net_stream *st);
+    /* The connection is gone (peer closed, error, server stopping, or after
+     * net__stream_end): free what is yours. No call follows. */
+    void (*closed)(net_stream *st);
+} net_stream_ops;
+
+struct net_stream {
+    const net_stream_ops *ops;
+    net_shard *shard; /* the loop the producer runs on */
+    net_conn *conn;   /* set once the head is sent; NULL after closed */
+};
+
+/* Marks `req` as the last request its connection is read for, and answers
+ * it with Connection: close. Call before answering. */
+void net__conn_last_request(net_request *req);
+/* Answers `req` (made last with net__conn_last_request) with a streamed 200
+ * of `content_type`. The producer gets drained() once the head has left. */
+void net__respond_stream(net_request *req, const char *content_type, net_stream *st);
+/* Sends one chunk (copied): 0 when it left at once (write on), 1 when some
+ * is queued (wait for drained), -1 when the connection is closing. */
+int net__stream_write(net_stream *st, const char *data, size_t len);
+/* Ends the body; the connection closes once it has left (closed() follows). */
+void net__stream_end(net_stream *st);
 
 /* ---- Connections ---------------------------------------------------------- */
 
@@ -177,6 +216,8 @@ struct net_conn {
     bool lingering;        /* closing after a final answer: the timer is the linger's */
     bool read_done;        /* the parser failed or timed out mid-request: never read again */
     bool parsing;          /* inside llhttp_execute: answers sent now resume after it */
+    bool last_request;     /* a request was the last to parse (a stream's): parse no more */
+    net_stream *stream;    /* streaming a body: the producer (the head has been sent) */
     bool resume_wanted;    /* ... and this asks for that resume */
     net_conn *prev, *next; /* the shard's connection list */
 };
@@ -201,6 +242,8 @@ typedef struct net_metrics {
     _Atomic uint64_t wal_records, wal_batches, wal_syncs, wal_sync_ns, wal_bytes, wal_batch_max;
     _Atomic uint64_t wal_sync_hist[24];
     _Atomic uint64_t waitq_len;
+    /* Replication, by the shard streamed (any shard's thread may serve a stream). */
+    _Atomic uint64_t repl_streams, repl_events, repl_bytes;
 } net_metrics;
 
 enum {
@@ -343,7 +386,8 @@ struct net_server {
     uint16_t port;
     uint32_t nshards;
     net_shard *shards;
-    _Atomic uint32_t connections; /* open, across shards */
+    _Atomic uint32_t connections;    /* open, across shards */
+    _Atomic uint32_t repl_snapshots; /* replication snapshots being served */
     _Atomic int stop;
 };
 
@@ -357,6 +401,18 @@ void net__api_init(net_server *s);
 void net__dispatch(net_request *req);
 int net__idem_init(net_idem *t, uint32_t cap);
 void net__idem_free(net_idem *t);
+
+/* api.c: shared with replication.c */
+void net__problem(net_request *r, int status, const char *type, const char *title,
+                  const char *detail, const char *field, json_t *ext, const char *extra);
+/* A query parameter that must be an integer within [min, max]: 1 (set), 0
+ * (absent), -1 (answered 400). */
+int net__query_u64(net_request *r, const char *name, uint64_t min, uint64_t max, uint64_t *out);
+
+/* replication.c */
+void net__route_replication(net_request *r);
+void net__route_replication_snapshot(net_request *r);
+void net__route_replication_status(net_request *r);
 
 /* server.c */
 void net__route_livez(net_request *r);

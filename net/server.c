@@ -93,6 +93,7 @@ void net_config_default(net_config *c)
     c->backlog = 4096;
     c->idempotency_keys = 65536;
     c->token_ttl_s = 86400;
+    c->replication_streams_max = 16;
     engine_config_default(&c->engine);
 }
 
@@ -588,7 +589,9 @@ int net_server_start(const net_config *cfg, net_server **out, uint16_t *port)
     }
     if (s->cfg.shards > NET_SHARDS_MAX || s->cfg.pipeline_max < 1 ||
         s->cfg.pipeline_max > NET_PIPELINE_HARD_MAX || s->cfg.header_bytes_max < 256 ||
-        s->cfg.connections_max < 1 || s->cfg.request_timeout_ms < 1 || s->cfg.idle_timeout_ms < 1) {
+        s->cfg.connections_max < 1 || s->cfg.request_timeout_ms < 1 || s->cfg.idle_timeout_ms < 1 ||
+        s->cfg.replication_streams_max < 1 ||
+        (s->cfg.replication_token != NULL && strlen(s->cfg.replication_token) < 32)) {
         free(s);
         return NET_ECONFIG;
     }
@@ -795,6 +798,12 @@ static const struct shard_series {
     {"usher_holds_live", "gauge", "Live holds (including expired ones not yet swept).",
      offsetof(net_shard, live_holds)},
     {"usher_snapshots_total", "counter", "Snapshots written.", offsetof(net_shard, snapshots)},
+    {"usher_replication_streams", "gauge", "Open replication streams of this shard's WAL.",
+     offsetof(net_shard, m.repl_streams)},
+    {"usher_replication_events_total", "counter", "Events sent on replication streams.",
+     offsetof(net_shard, m.repl_events)},
+    {"usher_replication_bytes_total", "counter", "Event bytes sent on replication streams.",
+     offsetof(net_shard, m.repl_bytes)},
     {"usher_holds_total", "counter", "Holds placed.", offsetof(net_shard, m.holds)},
     {"usher_confirms_total", "counter", "Holds confirmed into bookings.",
      offsetof(net_shard, m.confirms)},

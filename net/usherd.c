@@ -49,6 +49,12 @@ static const char *usage_text =
     "  --token-ttl SECONDS       USHER_TOKEN_TTL        login token lifetime (86400)\n"
     "  --password-cost COST      USHER_PASSWORD_COST    argon2id limits for new passwords:\n"
     "                                                   interactive (default) or min (tests)\n"
+    "  --replication-token-file FILE  USHER_REPLICATION_TOKEN_FILE  a token (first line, 32 to\n"
+    "                            512 printable characters) that opens GET /api/replication*;\n"
+    "                            USHER_REPLICATION_TOKEN may hold the token itself. Admin\n"
+    "                            login tokens open those routes too (docs/replication.md)\n"
+    "  --replication-streams N   USHER_REPLICATION_STREAMS  open replication streams;\n"
+    "                                                   beyond: 503 (16)\n"
     "  --demo                    USHER_DEMO=1           on first start, create a demo catalog\n"
     "                                                   and two accounts (passwords printed)\n"
     "  --create-admin EMAIL      create an admin account and exit; the password comes from\n"
@@ -108,6 +114,8 @@ static option opts[] = {
     {"--idempotency-keys", "USHER_IDEMPOTENCY_KEYS", 'u', 16, 16777216, NULL},
     {"--token-ttl", "USHER_TOKEN_TTL", 'u', 60, 31536000, NULL},
     {"--password-cost", "USHER_PASSWORD_COST", 's', 0, 0, NULL},
+    {"--replication-token-file", "USHER_REPLICATION_TOKEN_FILE", 's', 0, 0, NULL},
+    {"--replication-streams", "USHER_REPLICATION_STREAMS", 'u', 1, 1024, NULL},
     {"--create-admin", NULL, 's', 0, 0, NULL},
 };
 enum { OPT_COUNT = sizeof(opts) / sizeof(opts[0]) };
@@ -132,6 +140,38 @@ static bool opt_u(const char *flag, uint64_t *out)
 
 static net_server *server;
 static bool demo;
+
+/* The replication token: the first line of `file`, else USHER_REPLICATION_TOKEN,
+ * else none. Exits on a token that is unreadable, too short or not printable. */
+static const char *replication_token(const char *file)
+{
+    static char tok[520];
+    const char *src = file;
+    if (file != NULL) {
+        FILE *f = fopen(file, "r");
+        if (f == NULL)
+            fail("cannot read --replication-token-file %s: %s", file, strerror(errno));
+        if (fgets(tok, sizeof(tok), f) == NULL)
+            tok[0] = '\0';
+        fclose(f);
+        tok[strcspn(tok, "\r\n")] = '\0';
+    } else {
+        const char *env = getenv("USHER_REPLICATION_TOKEN");
+        if (env == NULL || env[0] == '\0')
+            return NULL;
+        src = "USHER_REPLICATION_TOKEN";
+        snprintf(tok, sizeof(tok), "%s", env);
+    }
+    size_t n = strlen(tok);
+    bool printable = n >= 32 && n <= 512;
+    for (size_t i = 0; printable && i < n; i++)
+        printable = tok[i] > 0x20 && tok[i] < 0x7f;
+    if (!printable)
+        fail("the replication token (%s) must be 32 to 512 printable characters without "
+             "spaces%s",
+             src, "");
+    return tok;
+}
 
 /* Each connection is a descriptor: raise the soft limit to the hard one
  * (as Redis and nginx do) and say so when it still cannot hold
@@ -281,6 +321,9 @@ int main(int argc, char **argv)
     if (cost != NULL && strcmp(cost, "min") != 0 && strcmp(cost, "interactive") != 0)
         fail("--password-cost must be interactive or min, not '%s'%s", cost, "");
     c.password_cost_min = cost != NULL && strcmp(cost, "min") == 0;
+    if (opt_u("--replication-streams", &v))
+        c.replication_streams_max = (uint32_t)v;
+    c.replication_token = replication_token(opt_find("--replication-token-file")->value);
     const char *demo_env = getenv("USHER_DEMO");
     if (demo_env != NULL && strcmp(demo_env, "1") == 0)
         demo = true;
