@@ -38,6 +38,7 @@ bench: all bench-deps
 	./$(RELEASE_DIR)/bench/engine-bench
 	./$(RELEASE_DIR)/bench/replay-bench
 	./bench/server-bench.sh
+	./bench/pgexport-bench.sh
 
 run: all
 	@echo "usherd: Ctrl-C stops it (final snapshots, WAL sync); data in ./data"
