@@ -70,6 +70,8 @@ static const char *status_text(int status)
         return "URI Too Long";
     case 415:
         return "Unsupported Media Type";
+    case 416:
+        return "Range Not Satisfiable";
     case 417:
         return "Expectation Failed";
     case 422:
@@ -210,6 +212,12 @@ int net__stream_write(net_stream *st, const char *data, size_t len)
     memcpy(buf + h, data, len);
     memcpy(buf + h + len, "\r\n", 2);
     return conn_send(c, buf, (size_t)h + len + 2, false);
+}
+
+void net__stream_abort(net_stream *st)
+{
+    if (st->conn != NULL)
+        conn_close(st->conn);
 }
 
 void net__stream_end(net_stream *st)
@@ -417,8 +425,16 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void on_discard(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     (void)buf;
+    net_conn *c = s->data;
+    if (n == UV_EOF && c->stream != NULL && !c->lingering) {
+        /* A client that half-closed after asking for a stream still reads it;
+         * a vanished one shows up as a failed write (heartbeats come each second). */
+        uv_read_stop(s);
+        c->reading = false;
+        return;
+    }
     if (n < 0)
-        conn_close(s->data);
+        conn_close(c);
 }
 static void on_linger_end(uv_timer_t *t)
 {
@@ -548,7 +564,10 @@ static void conn_flush(net_conn *c)
             uv_timer_stop(&c->timer);
             uv_read_stop((uv_stream_t *)&c->tcp);
             c->reading = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_discard) == 0;
-            if (conn_send(c, resp, len, false) == 0)
+            int rc = conn_send(c, resp, len, false);
+            if (c->shard->stopping)
+                net__stream_end(st); /* the server is stopping: an empty body, then close */
+            else if (rc == 0)
                 st->ops->drained(st);
             return;
         }

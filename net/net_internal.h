@@ -177,6 +177,8 @@ void net__respond_stream(net_request *req, const char *content_type, net_stream 
 int net__stream_write(net_stream *st, const char *data, size_t len);
 /* Ends the body; the connection closes once it has left (closed() follows). */
 void net__stream_end(net_stream *st);
+/* Closes the connection now, whatever is queued (closed() follows). */
+void net__stream_abort(net_stream *st);
 
 /* ---- Connections ---------------------------------------------------------- */
 
@@ -388,6 +390,7 @@ struct net_server {
     net_shard *shards;
     _Atomic uint32_t connections;    /* open, across shards */
     _Atomic uint32_t repl_snapshots; /* replication snapshots being served */
+    _Atomic uint32_t repl_streams;   /* replication streams open (opening included) */
     _Atomic int stop;
 };
 

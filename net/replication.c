@@ -28,12 +28,13 @@
 #include <unistd.h>
 
 enum {
-    REPL_CHUNK_BYTES = 64 * 1024, /* lines per read job (one record may exceed it) */
-    REPL_POLL_MS = 10,            /* how often an idle stream looks at the durable LSN */
-    REPL_HEARTBEAT_MS = 1000,     /* a heartbeat line after this long without a line */
-    REPL_SNAPSHOTS_MAX = 2,       /* snapshot answers at once; beyond: 503 */
-    REPL_FILE_CHUNK = 256 * 1024, /* snapshot file bytes per chunk */
-    REPL_FILE_FLUSH = 1024 * 1024 /* snapshot lines buffered before a write(2) */
+    REPL_CHUNK_BYTES = 64 * 1024,  /* lines per read job (one record may exceed it) */
+    REPL_POLL_MS = 10,             /* how often an idle stream looks at the durable LSN */
+    REPL_HEARTBEAT_MS = 1000,      /* a heartbeat line after this long without a line */
+    REPL_SNAPSHOTS_MAX = 2,        /* snapshot answers at once; beyond: 503 */
+    REPL_FILE_CHUNK = 256 * 1024,  /* snapshot file bytes per chunk */
+    REPL_FILE_FLUSH = 1024 * 1024, /* snapshot lines buffered before a write(2) */
+    REPL_STALL_MS = 60 * 1000      /* a reader that takes nothing for this long is dropped */
 };
 
 typedef enum { RS_LOG = 1, RS_SNAPSHOT = 2 } rs_kind;
@@ -59,11 +60,15 @@ struct rstream {
     repl_buf out;
     int rc;
     char err[512];
-    uint64_t events; /* lines the job produced */
+    uint64_t events;   /* lines the job produced */
+    uint64_t fail_lsn; /* the record the job could not encode (0: none) */
+    uint64_t next_lsn; /* the next LSN to send, as of the last job (loop-side copy) */
+    repl_buf beat;     /* heartbeats (the loop's own: `out` may be the job's) */
     /* Loop state */
     uv_timer_t timer;
     bool timer_init, working, draining, closed, ended;
-    uint64_t last_line_ms; /* loop time of the last line sent */
+    uint64_t last_line_ms;   /* loop time of the last line sent */
+    uint64_t drain_since_ms; /* loop time the socket filled up */
 };
 
 static net_shard *src_shard(rstream *rs)
@@ -85,9 +90,11 @@ static void rs_free(rstream *rs)
     if (rs->fd >= 0)
         close(rs->fd);
     repl_buf_free(&rs->out);
-    if (rs->kind == RS_LOG)
+    repl_buf_free(&rs->beat);
+    if (rs->kind == RS_LOG) {
         atomic_fetch_sub(&src_shard(rs)->m.repl_streams, 1);
-    else
+        atomic_fetch_sub(&rs->srv->repl_streams, 1);
+    } else
         atomic_fetch_sub(&rs->srv->repl_snapshots, 1);
     free(rs);
 }
@@ -136,6 +143,7 @@ static void job_start(rstream *rs, void (*job)(rstream *rs))
     rs->rc = 0;
     rs->err[0] = '\0';
     rs->events = 0;
+    rs->fail_lsn = 0;
     rs->working = true;
     rs->st.shard->local_busy++;
     rs->work.data = rs;
@@ -159,6 +167,7 @@ static void log_read(rstream *rs)
         int rc = repl_event_encode(&rs->out, rs->src, &rec);
         if (rc != 0) {
             rs->rc = rc;
+            rs->fail_lsn = rec.lsn; /* not sent: a consumer goes on from here */
             snprintf(rs->err, sizeof(rs->err), "LSN %" PRIu64 " (WAL type %u): %s", rec.lsn,
                      rec.type, repl_strerror(rc));
             return;
@@ -201,23 +210,32 @@ static void file_read(rstream *rs)
 
 static void pump(rstream *rs);
 
-/* Writes what the job produced; returns net__stream_write's answer. */
+/* Writes `b`'s lines; returns net__stream_write's answer. */
+static int send_buf(rstream *rs, repl_buf *b)
+{
+    if (b->len == 0)
+        return 0;
+    int w = net__stream_write(&rs->st, b->p, b->len);
+    repl_buf_clear(b);
+    rs->last_line_ms = uv_now(&rs->st.shard->loop);
+    if (w == 1 && !rs->draining) {
+        rs->draining = true;
+        rs->drain_since_ms = rs->last_line_ms;
+    }
+    return w;
+}
+
 static int send_out(rstream *rs)
 {
-    if (rs->out.len == 0)
-        return 0;
-    int w = net__stream_write(&rs->st, rs->out.p, rs->out.len);
-    repl_buf_clear(&rs->out);
-    rs->last_line_ms = uv_now(&rs->st.shard->loop);
-    if (w == 1)
-        rs->draining = true;
-    return w;
+    return send_buf(rs, &rs->out);
 }
 
 /* The stream cannot go on: an error line, then the end of the body. */
 static void fail_stream(rstream *rs, const char *title, const char *detail)
 {
-    uint64_t next = rs->f != NULL ? wal_follower_next_lsn(rs->f) : 0;
+    uint64_t next = rs->fail_lsn != 0 ? rs->fail_lsn
+                    : rs->f != NULL   ? wal_follower_next_lsn(rs->f)
+                                      : 0;
     net__log("warn", "replication stream ended",
              "shard=%" PRIu32 " next_lsn=%" PRIu64 " error=\"%s\" detail=\"%s\"", rs->src, next,
              title, detail);
@@ -240,6 +258,8 @@ static void after_job(uv_work_t *w, int status)
     }
     if (status != 0 && rs->rc == 0)
         rs->rc = status;
+    if (rs->f != NULL)
+        rs->next_lsn = wal_follower_next_lsn(rs->f);
     net_metrics *m = &src_shard(rs)->m;
     atomic_fetch_add(&m->repl_events, rs->events);
     atomic_fetch_add(&m->repl_bytes, rs->out.len);
@@ -282,22 +302,33 @@ static void st_drained(net_stream *st)
     pump(rs);
 }
 
-/* Idle streams: new durable records, or a heartbeat. */
+/* Idle streams: new durable records, or a heartbeat (also while a read job
+ * waits in the shared threadpool: a busy pool must not look like a dead stream). */
 static void on_poll(uv_timer_t *t)
 {
     rstream *rs = t->data;
-    if (rs->working || rs->closed || rs->ended || rs->draining || rs->st.conn == NULL)
+    if (rs->closed || rs->ended || rs->st.conn == NULL)
         return;
+    uint64_t now = uv_now(&rs->st.shard->loop);
+    if (rs->draining) {
+        /* Connected but taking nothing: it holds a stream slot, so it goes. */
+        if (now - rs->drain_since_ms >= REPL_STALL_MS) {
+            net__log("warn", "replication stream dropped: the reader took nothing for 60 s",
+                     "shard=%" PRIu32, rs->src);
+            net__stream_abort(&rs->st);
+        }
+        return;
+    }
     uint64_t durable = atomic_load(&src_shard(rs)->durable_lsn);
-    uint64_t next = wal_follower_next_lsn(rs->f);
-    if (durable >= next) {
+    if (!rs->working && durable >= rs->next_lsn) {
         pump(rs);
         return;
     }
-    if (uv_now(&rs->st.shard->loop) - rs->last_line_ms < REPL_HEARTBEAT_MS)
+    if (now - rs->last_line_ms < REPL_HEARTBEAT_MS)
         return;
-    if (repl_heartbeat_encode(&rs->out, rs->src, net__now_ms(rs->st.shard), durable, next) == 0)
-        send_out(rs);
+    if (repl_heartbeat_encode(&rs->beat, rs->src, net__now_ms(rs->st.shard), durable,
+                              rs->next_lsn) == 0)
+        send_buf(rs, &rs->beat);
 }
 
 static const net_stream_ops log_ops = {.drained = st_drained, .closed = st_closed};
@@ -384,7 +415,11 @@ static void open_after(uv_work_t *w, int status)
     }
     if (status != 0 && rs->rc == 0)
         rs->rc = status;
-    if (rs->rc == WAL_ENOTFOUND && rs->kind == RS_LOG) {
+    if (r->shard->stopping) {
+        net__problem(r, 503, "overloaded", "Service unavailable", "the server is stopping", NULL,
+                     NULL, "Retry-After: 1\r\n");
+        rs_release(rs);
+    } else if (rs->rc == WAL_ENOTFOUND && rs->kind == RS_LOG) {
         answer_gone(r, rs, rs->from_lsn);
         rs_release(rs);
     } else if (rs->rc != 0) {
@@ -398,9 +433,13 @@ static void open_after(uv_work_t *w, int status)
         uv_timer_init(&r->shard->loop, &rs->timer);
         rs->timer.data = rs;
         rs->timer_init = true;
-        if (rs->kind == RS_LOG)
+        if (rs->kind == RS_LOG) {
+            rs->next_lsn = wal_follower_next_lsn(rs->f);
             uv_timer_start(&rs->timer, on_poll, REPL_POLL_MS, REPL_POLL_MS);
+        }
         rs->last_line_ms = uv_now(&r->shard->loop);
+        rs->draining = true; /* until the head has left (st_drained) */
+        rs->drain_since_ms = rs->last_line_ms;
         net__respond_stream(r, "application/x-ndjson", &rs->st);
     }
     net__request_finish(r);
@@ -444,10 +483,8 @@ void net__route_replication(net_request *r)
         net__respond(r, 200, "application/x-ndjson", NULL, "", 0);
         return;
     }
-    uint32_t open = 0;
-    for (uint32_t i = 0; i < s->nshards; i++)
-        open += (uint32_t)atomic_load(&s->shards[i].m.repl_streams);
-    if (open >= s->cfg.replication_streams_max) {
+    if (atomic_fetch_add(&s->repl_streams, 1) >= s->cfg.replication_streams_max) {
+        atomic_fetch_sub(&s->repl_streams, 1);
         net__problem(r, 503, "too-many-streams", "Too many replication streams",
                      "the server is at its replication stream limit (--replication-streams)", NULL,
                      NULL, "Retry-After: 1\r\n");

@@ -423,6 +423,28 @@ def phase_stream(pg, srv, customer, ex):
         check(st == code, f"GET {path}: {st} {body}, want {code}")
         check(body.get("type", "").startswith("https://usher.dev/problems/"),
               f"GET {path}: not a problem body: {body}")
+    s, data = raw_get(port, "/api/replication?shard=0&from_lsn=999999999", REPL_TOKEN)
+    s.close()
+    check(data.startswith(b"HTTP/1.1 416 Range Not Satisfiable\r\n"), f"416 head: {data[:40]!r}")
+    # A client that half-closes after its request still gets its stream.
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(f"GET /api/replication?shard=0&from_lsn=1 HTTP/1.1\r\nHost: x\r\n"
+              f"Authorization: Bearer {REPL_TOKEN}\r\n\r\n".encode())
+    s.shutdown(socket.SHUT_WR)
+    data, deadline = b"", time.time() + 1.5
+    s.settimeout(0.2)
+    while time.time() < deadline:
+        try:
+            chunk = s.recv(65536)
+        except socket.timeout:
+            continue
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    lines = dechunk(data.partition(b"\r\n\r\n")[2]).splitlines()
+    check(len(lines) > 10 and json.loads(lines[0])["lsn"] == 1,
+          f"a half-closed stream got {len(lines)} lines")
     # An idle stream from the end: only heartbeats, each naming the durable LSN.
     durable = status(port)["shards"][1]["durable_lsn"]
     s, data = raw_get(port, f"/api/replication?shard=1&from_lsn={durable + 1}", REPL_TOKEN, 2.5)

@@ -237,11 +237,13 @@ static int http_get(http *h, const char *path)
         return -1;
     }
     char req[2048];
+    bool v6 = strchr(cfg.host, ':') != NULL; /* an IPv6 literal goes in brackets */
     int n = snprintf(req, sizeof(req),
-                     "GET %s HTTP/1.1\r\nHost: %s:%s\r\nAccept: application/x-ndjson\r\n"
+                     "GET %s HTTP/1.1\r\nHost: %s%s%s:%s\r\nAccept: application/x-ndjson\r\n"
                      "User-Agent: usher-pgexport\r\n%s%s%s\r\n",
-                     path, cfg.host, cfg.port, cfg.token[0] ? "Authorization: Bearer " : "",
-                     cfg.token, cfg.token[0] ? "\r\n" : "");
+                     path, v6 ? "[" : "", cfg.host, v6 ? "]" : "", cfg.port,
+                     cfg.token[0] ? "Authorization: Bearer " : "", cfg.token,
+                     cfg.token[0] ? "\r\n" : "");
     if (n < 0 || (size_t)n >= sizeof(req))
         return -1;
     for (int off = 0; off < n;) {
@@ -332,16 +334,26 @@ static int http_read_all(http *h, int timeout_ms)
 
 /* ---- PostgreSQL -------------------------------------------------------------------------- */
 
+/* The first line of libpq's error text (thread-safe: a copy). */
+static const char *pg_error(PGconn *c, char *buf, size_t cap)
+{
+    const char *m = PQerrorMessage(c);
+    snprintf(buf, cap, "%.*s", (int)strcspn(m, "\n"), m);
+    return buf[0] != '\0' ? buf : "unknown error";
+}
+
 static PGconn *pg_connect(void)
 {
-    PGconn *c = PQconnectdb(cfg.pg);
+    /* --pg is expanded as a connection string or URI; these apply unless it sets them. */
+    const char *const keys[] = {"connect_timeout", "application_name", "dbname", NULL};
+    const char *const vals[] = {"10", "usher-pgexport", cfg.pg, NULL};
+    PGconn *c = PQconnectdbParams(keys, vals, 1);
     if (PQstatus(c) != CONNECTION_OK) {
-        logf_("warn", "cannot connect to PostgreSQL", "error=\"%s\"",
-              strtok(PQerrorMessage(c), "\n"));
+        char e[256];
+        logf_("warn", "cannot connect to PostgreSQL", "error=\"%s\"", pg_error(c, e, sizeof(e)));
         PQfinish(c);
         return NULL;
     }
-    PQclear(PQexec(c, "SET application_name = 'usher-pgexport'"));
     return c;
 }
 
@@ -353,8 +365,9 @@ static bool pg_ok(PGconn *c, PGresult *r, const char *what)
         return true;
     const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
     const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+    char e[256];
     logf_("warn", "PostgreSQL command failed", "what=%s sqlstate=%s error=\"%s\"", what,
-          state != NULL ? state : "-", msg != NULL ? msg : strtok(PQerrorMessage(c), "\n"));
+          state != NULL ? state : "-", msg != NULL ? msg : pg_error(c, e, sizeof(e)));
     return false;
 }
 
@@ -628,8 +641,10 @@ static bool bootstrap(shard_ctx *s)
             break;
         }
         if (rd == 0) {
-            if (mono_ms() - last_data > 60000) {
-                logf_("warn", "snapshot stalled", "shard=%" PRIu32, s->shard);
+            /* The server builds the whole snapshot before its first byte. */
+            if (mono_ms() - last_data > 600000) {
+                logf_("warn", "snapshot stalled (10 minutes without a byte)", "shard=%" PRIu32,
+                      s->shard);
                 ok = false;
             }
             continue;
@@ -647,10 +662,21 @@ static bool bootstrap(shard_ctx *s)
             size_t len = strlen(line);
             json_t *o = json_loads(line, 0, NULL);
             const char *type = json_string_value(json_object_get(o, "type"));
-            if (type != NULL && strcmp(type, "snapshot.end") == 0) {
+            if (type == NULL) {
+                logf_("error", "unusable snapshot line", "shard=%" PRIu32 " line=%.200s", s->shard,
+                      line);
+                ok = false;
+            } else if (strcmp(type, "snapshot.end") == 0) {
                 end_lsn = (uint64_t)json_integer_value(json_object_get(o, "lsn"));
+                uint64_t want = (uint64_t)json_integer_value(json_object_get(o, "rows"));
                 ended = true;
-            } else if (type != NULL && strcmp(type, "snapshot.begin") != 0) {
+                if (want != rows) {
+                    logf_("error", "snapshot incomplete",
+                          "shard=%" PRIu32 " rows=%" PRIu64 " announced=%" PRIu64, s->shard, rows,
+                          want);
+                    ok = false;
+                }
+            } else if (strcmp(type, "snapshot.begin") != 0) {
                 ok = batch_add(&b, line, len, 1, 0);
                 rows++;
             }
