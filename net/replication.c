@@ -351,12 +351,6 @@ static rstream *rs_new(net_request *r, rs_kind kind, uint32_t src)
 
 static void open_after(uv_work_t *w, int status);
 
-static void open_work(uv_work_t *w)
-{
-    rstream *rs = w->data;
-    rs->job(rs);
-}
-
 /* Runs `job` for a request not answered yet: the request is busy meanwhile. */
 static void open_start(rstream *rs, void (*job)(rstream *rs))
 {
@@ -366,7 +360,7 @@ static void open_start(rstream *rs, void (*job)(rstream *rs))
     rs->job = job;
     rs->working = true;
     rs->work.data = rs;
-    int rc = uv_queue_work(&r->shard->loop, &rs->work, open_work, open_after);
+    int rc = uv_queue_work(&r->shard->loop, &rs->work, job_work, open_after);
     NET_ASSERT(rc == 0);
 }
 
