@@ -23,6 +23,32 @@ LANGUAGE sql IMMUTABLE AS $$
     SELECT ARRAY(SELECT x FROM jsonb_array_elements_text(p) AS x)
 $$;
 
+-- The labels of a showtime's seats (index i + 1 holds seat i's label), or NULL while its
+-- layout or showtime row has not arrived.
+CREATE FUNCTION usher_showtime_labels(p_showtime bigint) RETURNS text[]
+LANGUAGE sql STABLE AS $$
+    SELECT l.seat_labels
+      FROM showtimes s JOIN layouts l ON l.shard = s.shard AND l.id = s.layout_id
+     WHERE s.id = p_showtime
+$$;
+
+-- The labels of `p_seats` (0-based seat indexes) in `p_labels`; NULL when the labels are unknown.
+CREATE FUNCTION usher_seat_labels(p_labels text[], p_seats integer[]) RETURNS text[]
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    v_out text[] := '{}';
+    v_i   integer;
+BEGIN
+    IF p_labels IS NULL THEN
+        RETURN NULL;
+    END IF;
+    FOREACH v_i IN ARRAY p_seats LOOP
+        v_out := v_out || p_labels[v_i + 1];
+    END LOOP;
+    RETURN v_out;
+END
+$$;
+
 -- catalog.upsert / snapshot.catalog. p_ts is the event's time; NULL for a snapshot line, which
 -- then changes a row only when its document differs or the row was soft-deleted (so a bootstrap
 -- does not touch updated_at of unchanged rows). Unknown kinds are ignored.
@@ -169,7 +195,6 @@ DECLARE
     v_labels  text[];
     v_slabels text[];
     v_seats   integer[];
-    v_i       integer;
 BEGIN
     IF p_shard IS NULL THEN
         RAISE EXCEPTION 'usher_apply: shard is NULL' USING ERRCODE = '22023';
@@ -229,22 +254,13 @@ BEGIN
         WHEN 'booking.reserved' THEN
             v_st := (d->>'showtime_id')::bigint;
             IF v_lbl_st IS DISTINCT FROM v_st THEN
-                v_labels := NULL;
-                SELECT l.seat_labels INTO v_labels
-                  FROM showtimes s JOIN layouts l ON l.shard = s.shard AND l.id = s.layout_id
-                 WHERE s.id = v_st;
+                v_labels := usher_showtime_labels(v_st);
                 v_lbl_st := v_st;
             END IF;
             -- seats: a JSON array of integers, "[2, 3]" -> '{2, 3}' (a simple expression, much
             -- cheaper than a subquery per event); labels: plain array subscripts.
             v_seats := translate(d->>'seats', '[]', '{}')::integer[];
-            v_slabels := NULL;
-            IF v_labels IS NOT NULL THEN
-                v_slabels := '{}';
-                FOREACH v_i IN ARRAY v_seats LOOP
-                    v_slabels := v_slabels || v_labels[v_i + 1];
-                END LOOP;
-            END IF;
+            v_slabels := usher_seat_labels(v_labels, v_seats);
             -- A plain INSERT: a hold_id seen before means an event applied twice, and fails.
             INSERT INTO bookings (hold_id, shard, showtime_id, user_id, seats, seat_labels, amount,
                                   currency, status, reserved_at, expires_at)
@@ -346,7 +362,6 @@ DECLARE
     v_st      bigint;
     v_seats   integer[];
     v_slabels text[];
-    v_i       integer;
     v_lbl_st  bigint;       -- as in usher_apply: the labels of the last showtime seen
     v_labels  text[];
 BEGIN
@@ -369,20 +384,11 @@ BEGIN
         IF r->>'type' IN ('snapshot.hold', 'snapshot.booking') THEN
             v_st := (d->>'showtime_id')::bigint;
             IF v_lbl_st IS DISTINCT FROM v_st THEN
-                v_labels := NULL;
-                SELECT l.seat_labels INTO v_labels
-                  FROM showtimes s JOIN layouts l ON l.shard = s.shard AND l.id = s.layout_id
-                 WHERE s.id = v_st;
+                v_labels := usher_showtime_labels(v_st);
                 v_lbl_st := v_st;
             END IF;
             v_seats := translate(d->>'seats', '[]', '{}')::integer[];
-            v_slabels := NULL;
-            IF v_labels IS NOT NULL THEN
-                v_slabels := '{}';
-                FOREACH v_i IN ARRAY v_seats LOOP
-                    v_slabels := v_slabels || v_labels[v_i + 1];
-                END LOOP;
-            END IF;
+            v_slabels := usher_seat_labels(v_labels, v_seats);
         END IF;
         CASE r->>'type'
         WHEN 'snapshot.catalog' THEN
