@@ -36,6 +36,25 @@ void engine_config_default(engine_config *cfg)
         (engine_refund_tier){.min_before_start_ms = 24 * 3600 * 1000LL, .percent = 100};
     cfg->refund_tiers[1] =
         (engine_refund_tier){.min_before_start_ms = 2 * 3600 * 1000LL, .percent = 50};
+    cfg->waitlist_max = 4096;
+    cfg->offer_ttl_ms = 600 * 1000;
+    cfg->queue_slots_max = 1000000;
+    cfg->queue_admit_window_ms = 600 * 1000;
+}
+
+/* On-sale settings left 0 take their defaults. */
+static void config_fill(engine_config *c)
+{
+    engine_config d;
+    engine_config_default(&d);
+    if (c->waitlist_max == 0)
+        c->waitlist_max = d.waitlist_max;
+    if (c->offer_ttl_ms == 0)
+        c->offer_ttl_ms = d.offer_ttl_ms;
+    if (c->queue_slots_max == 0)
+        c->queue_slots_max = d.queue_slots_max;
+    if (c->queue_admit_window_ms == 0)
+        c->queue_admit_window_ms = d.queue_admit_window_ms;
 }
 
 static bool config_valid(const engine_config *c)
@@ -54,6 +73,10 @@ static bool config_valid(const engine_config *c)
         c->layouts_max == 0 || c->layouts_max > pool_max)
         return false;
     if (c->refund_tier_count > ENGINE_REFUND_TIERS_MAX)
+        return false;
+    if (c->waitlist_max > pool_max || c->queue_slots_max > (1u << 30) ||
+        c->offer_ttl_ms > (uint64_t)INT64_MAX / 4 ||
+        c->queue_admit_window_ms > (uint64_t)INT64_MAX / 4)
         return false;
     for (uint32_t i = 0; i < c->refund_tier_count; i++) {
         if (c->refund_tiers[i].percent > 100 || c->refund_tiers[i].min_before_start_ms < 0)
@@ -85,6 +108,7 @@ int engine_create(const engine_config *cfg, engine **out)
     if (e == NULL)
         return ENGINE_ENOMEM;
     e->cfg = *cfg;
+    config_fill(&e->cfg);
     e->hold_seq = 1;
 
     uint64_t idem_slots = 16;
@@ -101,9 +125,13 @@ int engine_create(const engine_config *cfg, engine **out)
     e->idem_mask = (uint32_t)(idem_slots - 1);
     e->booking_dirty = calloc(ENGINE_BITS_WORDS(cfg->bookings_max), sizeof(uint64_t));
     e->layout_dirty = calloc(cfg->layouts_max, sizeof(bool));
+    e->offer_pending = calloc(cfg->showtimes_max, sizeof(uint32_t));
+    e->queued = calloc(cfg->showtimes_max, sizeof(uint32_t));
     int rc = 0;
     if (e->layouts == NULL || e->layout_used == NULL || e->showtimes == NULL || e->holds == NULL ||
-        e->hold_free == NULL || e->heap == NULL || e->bookings == NULL || e->idem_slots == NULL)
+        e->hold_free == NULL || e->heap == NULL || e->bookings == NULL || e->idem_slots == NULL ||
+        e->booking_dirty == NULL || e->layout_dirty == NULL || e->offer_pending == NULL ||
+        e->queued == NULL)
         rc = ENGINE_ENOMEM;
     if (rc == 0)
         rc = engine__map_init(&e->layout_ids, cfg->layouts_max);
@@ -142,8 +170,12 @@ void engine_destroy(engine *e)
             free(e->showtimes[i].held);
             free(e->showtimes[i].row_free);
             free(e->showtimes[i].restore_held);
+            if (e->showtimes[i].used && e->offer_pending != NULL && e->queued != NULL)
+                engine__onsale_free(e, &e->showtimes[i]);
         }
     }
+    free(e->offer_pending);
+    free(e->queued);
     free(e->layouts);
     free(e->layout_used);
     free(e->showtimes);
@@ -184,6 +216,11 @@ showtime *engine__showtime_find(const engine *e, uint64_t id)
 {
     uint32_t slot = engine__map_get(&e->showtime_ids, id);
     return slot == ENGINE_MAP_NONE ? NULL : &e->showtimes[slot];
+}
+
+const engine__layout *engine__showtime_layout(const engine *e, const showtime *st)
+{
+    return &e->layouts[st->layout_slot];
 }
 
 static const engine__layout *showtime_layout(const engine *e, const showtime *st)
@@ -356,6 +393,7 @@ uint32_t engine__hold_insert(engine *e, int64_t now_ms, showtime *st, uint64_t h
     h->created_ms = now_ms;
     h->expires_ms = expires_ms;
     h->amount = amount;
+    h->offer = false;
     h->showtime_slot = (uint32_t)(st - e->showtimes);
     h->seat_count = n;
     memcpy(h->seats, seats, n * sizeof(*seats));
@@ -411,6 +449,7 @@ static void hold_end(engine *e, hold *h)
     showtime *st = &e->showtimes[h->showtime_slot];
     seats_unhold(e, st, h->seats, h->seat_count);
     hold_unlink(e, h);
+    engine__onsale_seats_freed(e, st);
 }
 
 static void hold_info_fill(const hold *h, engine_hold_info *out)
@@ -422,6 +461,7 @@ static void hold_info_fill(const hold *h, engine_hold_info *out)
     out->created_ms = h->created_ms;
     out->expires_ms = h->expires_ms;
     out->amount = h->amount;
+    out->offer = h->offer;
     out->seat_count = h->seat_count;
     memcpy(out->seats, h->seats, h->seat_count * sizeof(h->seats[0]));
 }
@@ -430,6 +470,11 @@ static bool holds_full(const engine *e)
 {
     return e->heap_n >= e->cfg.holds_max ||
            (uint64_t)e->heap_n + e->booking_n >= e->cfg.bookings_max;
+}
+
+bool engine__holds_full(const engine *e)
+{
+    return holds_full(e);
 }
 
 static void record_hold_place(engine_record *rec, int64_t now_ms, const hold *h)
@@ -446,7 +491,8 @@ static void record_hold_place(engine_record *rec, int64_t now_ms, const hold *h)
     memcpy(rec->u.hold_place.seats, h->seats, h->seat_count * sizeof(h->seats[0]));
 }
 
-static uint64_t seats_amount(const engine *e, const showtime *st, const uint32_t *seats, uint32_t n)
+uint64_t engine__seats_amount(const engine *e, const showtime *st, const uint32_t *seats,
+                              uint32_t n)
 {
     const engine__layout *l = showtime_layout(e, st);
     uint64_t amount = 0;
@@ -472,7 +518,7 @@ static engine_result hold_precheck(const engine *e, int64_t now_ms, uint64_t sho
     return ENGINE_OK;
 }
 
-static int64_t add_ms(int64_t t, uint64_t d)
+int64_t engine__add_ms(int64_t t, uint64_t d)
 {
     /* Configured durations are capped at INT64_MAX / 4 and times are
      * ms since the epoch; saturate anyway rather than wrap. */
@@ -528,9 +574,10 @@ engine_result engine_hold_place(engine *e, int64_t now_ms, uint64_t showtime_id,
     if (holds_full(e))
         return ENGINE_CAPACITY;
 
-    uint32_t slot = engine__hold_insert(e, now_ms, st, engine__id_make(e, e->hold_seq), user_id,
-                                        add_ms(now_ms, e->cfg.hold_ttl_ms),
-                                        seats_amount(e, st, seats, seat_count), seats, seat_count);
+    uint32_t slot =
+        engine__hold_insert(e, now_ms, st, engine__id_make(e, e->hold_seq), user_id,
+                            engine__add_ms(now_ms, e->cfg.hold_ttl_ms),
+                            engine__seats_amount(e, st, seats, seat_count), seats, seat_count);
     record_hold_place(rec, now_ms, &e->holds[slot]);
     return ENGINE_OK;
 }
@@ -655,23 +702,14 @@ static uint32_t row_scan(const engine__layout *l, const showtime *st, const uint
     return longest;
 }
 
-engine_result engine_hold_best(engine *e, int64_t now_ms, uint64_t showtime_id, uint64_t user_id,
-                               uint32_t count, uint32_t category, uint32_t options,
-                               engine_record *rec)
+bool engine__best_find(engine *e, showtime *st, uint32_t count, uint32_t category,
+                       bool allow_access, uint32_t *first)
 {
-    showtime *st = NULL;
-    engine_result r = hold_precheck(e, now_ms, showtime_id, count, &st);
-    if (r != ENGINE_OK)
-        return r;
+    (void)e;
     const engine__layout *l = showtime_layout(e, st);
-    if (category >= l->category_count)
-        return ENGINE_UNKNOWN_CATEGORY;
-    ENGINE_ASSERT(rec != NULL);
-
     best_pick best = {.found = false};
     if (st->counts[category].free >= count) {
         const uint64_t *cat = l->cat_mask + (size_t)category * l->words;
-        bool allow_access = (options & ENGINE_BEST_ALLOW_ACCESSIBLE) != 0;
         uint8_t cls = (uint8_t)(category * 2 + allow_access);
         for (uint32_t i = 0; i < l->row_count; i++) {
             uint32_t row = l->row_order[i];
@@ -686,17 +724,36 @@ engine_result engine_hold_best(engine *e, int64_t now_ms, uint64_t showtime_id, 
                 break;
         }
     }
-    if (!best.found)
+    *first = best.first;
+    return best.found;
+}
+
+engine_result engine_hold_best(engine *e, int64_t now_ms, uint64_t showtime_id, uint64_t user_id,
+                               uint32_t count, uint32_t category, uint32_t options,
+                               engine_record *rec)
+{
+    showtime *st = NULL;
+    engine_result r = hold_precheck(e, now_ms, showtime_id, count, &st);
+    if (r != ENGINE_OK)
+        return r;
+    const engine__layout *l = showtime_layout(e, st);
+    if (category >= l->category_count)
+        return ENGINE_UNKNOWN_CATEGORY;
+    ENGINE_ASSERT(rec != NULL);
+
+    uint32_t first = 0;
+    if (!engine__best_find(e, st, count, category, (options & ENGINE_BEST_ALLOW_ACCESSIBLE) != 0,
+                           &first))
         return ENGINE_NOT_AVAILABLE;
     if (holds_full(e))
         return ENGINE_CAPACITY;
 
     uint32_t seats[ENGINE_HOLD_SEATS_MAX];
     for (uint32_t i = 0; i < count; i++)
-        seats[i] = best.first + i;
+        seats[i] = first + i;
     uint32_t slot = engine__hold_insert(e, now_ms, st, engine__id_make(e, e->hold_seq), user_id,
-                                        add_ms(now_ms, e->cfg.hold_ttl_ms),
-                                        seats_amount(e, st, seats, count), seats, count);
+                                        engine__add_ms(now_ms, e->cfg.hold_ttl_ms),
+                                        engine__seats_amount(e, st, seats, count), seats, count);
     record_hold_place(rec, now_ms, &e->holds[slot]);
     return ENGINE_OK;
 }
@@ -717,8 +774,8 @@ static engine_result hold_owned(engine *e, int64_t now_ms, uint64_t hold_id, uin
 
 static int64_t extend_target(const engine *e, int64_t now_ms, const hold *h)
 {
-    int64_t by_ttl = add_ms(now_ms, e->cfg.hold_ttl_ms);
-    int64_t cap = add_ms(h->created_ms, e->cfg.hold_max_lifetime_ms);
+    int64_t by_ttl = engine__add_ms(now_ms, e->cfg.hold_ttl_ms);
+    int64_t cap = engine__add_ms(h->created_ms, e->cfg.hold_max_lifetime_ms);
     return by_ttl < cap ? by_ttl : cap;
 }
 
@@ -976,6 +1033,7 @@ static void booking_cancel_apply(engine *e, int64_t now_ms, booking *b, uint64_t
     ENGINE_ASSERT(st != NULL && st->confirmed > 0);
     seats_unsell(e, st, b->info.seats, b->info.seat_count);
     st->confirmed--;
+    engine__onsale_seats_freed(e, st);
     b->info.status = ENGINE_BOOKING_STATUS_CANCELLED;
     b->info.cancelled_ms = now_ms;
     engine__bit_set(e->booking_dirty, (uint32_t)(b - e->bookings));
@@ -1265,8 +1323,9 @@ engine_result engine_showtime_delete(engine *e, int64_t now_ms, uint64_t showtim
     showtime *st = engine__showtime_find(e, showtime_id);
     if (st == NULL)
         return ENGINE_UNKNOWN_SHOWTIME;
-    if (st->live_holds > 0 || st->confirmed > 0)
+    if (st->live_holds > 0 || st->confirmed > 0 || engine__onsale_busy(st))
         return ENGINE_SHOWTIME_IN_USE;
+    engine__onsale_free(e, st);
     e->layouts[st->layout_slot].showtimes--;
     free(st->held);
     free(st->row_free);
@@ -1377,7 +1436,7 @@ static int apply_hold_place(engine *e, const engine_record *rec)
                 return ENGINE_EREPLAY;
         }
     }
-    if (seats_amount(e, st, rec->u.hold_place.seats, rec->u.hold_place.seat_count) !=
+    if (engine__seats_amount(e, st, rec->u.hold_place.seats, rec->u.hold_place.seat_count) !=
         rec->u.hold_place.amount)
         return ENGINE_EREPLAY;
     engine__hold_insert(e, rec->time_ms, st, rec->u.hold_place.hold_id, rec->u.hold_place.user_id,
@@ -1477,6 +1536,16 @@ int engine_record_apply(engine *e, const engine_record *rec)
         return apply_booking_confirm(e, rec);
     case ENGINE_REC_BOOKING_CANCEL:
         return apply_booking_cancel(e, rec);
+    case ENGINE_REC_SHOWTIME_PRICE:
+    case ENGINE_REC_WAITLIST_JOIN:
+    case ENGINE_REC_WAITLIST_LEAVE:
+    case ENGINE_REC_WAITLIST_OFFER:
+    case ENGINE_REC_QUEUE_SET:
+    case ENGINE_REC_QUEUE_JOIN:
+    case ENGINE_REC_QUEUE_LEAVE:
+    case ENGINE_REC_QUEUE_START:
+    case ENGINE_REC_QUEUE_ADMIT:
+        return engine__onsale_apply(e, rec);
     }
     return ENGINE_EREPLAY;
 }
@@ -1510,7 +1579,7 @@ uint64_t engine_digest(const engine *e)
         uint64_t h = h64(head, sizeof(head), 1);
         h = h64(st->held, (size_t)l->words * 8, h);
         h = h64(st->sold, (size_t)l->words * 8, h);
-        sum += h;
+        sum += h + engine__onsale_digest(st);
     }
     for (uint32_t i = 0; i < e->heap_n; i++) {
         const hold *hd = &e->holds[e->heap[i]];
@@ -1520,7 +1589,7 @@ uint64_t engine_digest(const engine *e)
                                                  (uint64_t)hd->created_ms,
                                                  (uint64_t)hd->expires_ms,
                                                  hd->amount,
-                                                 hd->seat_count};
+                                                 hd->seat_count | (uint64_t)hd->offer << 32};
         for (uint32_t s = 0; s < hd->seat_count; s++)
             v[7 + s] = hd->seats[s];
         sum += h64(v, sizeof(v), 2);
@@ -1639,7 +1708,6 @@ int engine_check(const engine *e)
                 continue;
             holds++;
             CHECK(h->showtime_id == st->id, "hold showtime id");
-            CHECK(h->amount == seats_amount(e, st, h->seats, h->seat_count), "hold amount");
             for (uint32_t k = 0; k < h->seat_count; k++) {
                 CHECK(h->seats[k] < l->seat_count, "hold seat in layout");
                 CHECK(!engine__bit_get(exp, h->seats[k]), "seat in at most one hold");
@@ -1658,6 +1726,7 @@ int engine_check(const engine *e)
             }
         }
         check_showtime(e, st, exp, exp + l->words, holds, confirmed);
+        engine__onsale_check(e, st);
         free(exp);
     }
     CHECK(showtimes == e->showtime_ids.count, "showtime index size");

@@ -87,6 +87,11 @@ typedef enum engine_result {
     ENGINE_LAYOUT_IN_USE,     /* layout still referenced by a showtime */
     ENGINE_SHOWTIME_IN_USE,   /* showtime has live holds or confirmed bookings */
     ENGINE_CAPACITY,          /* a configured pool (holds, bookings, ...) is full */
+    ENGINE_SEATS_AVAILABLE,   /* waiting list: the request fits the free seats now */
+    ENGINE_ALREADY_WAITING,   /* waiting list: the user is on it already */
+    ENGINE_NOT_WAITING,       /* waiting list / queue: the user is not on it */
+    ENGINE_NO_QUEUE,          /* no virtual queue on this showtime */
+    ENGINE_QUEUE_STARTED,     /* the queue's start time passed: it cannot move */
     ENGINE_RESULT_COUNT_
 } engine_result;
 
@@ -111,13 +116,19 @@ typedef struct engine_config {
     uint16_t id_prefix;            /* stored in the top 16 bits of hold and booking ids */
     uint32_t refund_tier_count;    /* tiers, ordered by min_before_start_ms descending */
     engine_refund_tier refund_tiers[ENGINE_REFUND_TIERS_MAX];
+    /* On-sale features. 0 in any of these means its default. */
+    uint32_t waitlist_max;          /* waiters on one showtime's waiting list */
+    uint64_t offer_ttl_ms;          /* lifetime of a hold offered to a waiter */
+    uint32_t queue_slots_max;       /* places ever taken in one showtime's queue */
+    uint64_t queue_admit_window_ms; /* an admitted user may reserve this long */
 } engine_config;
 
 /**
  * Fills `cfg` with the defaults: 300 s holds, 900 s maximum hold lifetime,
  * 10 seats per hold, 65,536 live holds, 1,048,576 bookings, 16,384 showtimes,
  * 1,024 layouts, id prefix 0, refunds of 100 % at >= 24 h before the start,
- * 50 % at >= 2 h, none after.
+ * 50 % at >= 2 h, none after; 4,096 waiters per waiting list, 600 s offers,
+ * 1,000,000 places per queue, a 600 s admission window.
  */
 void engine_config_default(engine_config *cfg);
 
@@ -180,6 +191,7 @@ typedef struct engine_hold_info {
     uint64_t id, showtime_id, user_id;
     int64_t created_ms, expires_ms;
     uint64_t amount; /* sum of the seats' prices when the hold was placed */
+    bool offer;      /* offered to a waiter from the showtime's waiting list */
     uint32_t seat_count;
     uint32_t seats[ENGINE_HOLD_SEATS_MAX]; /* seat indices, in request order */
 } engine_hold_info;
@@ -214,7 +226,18 @@ typedef enum engine_record_type {
     ENGINE_REC_HOLD_EXPIRE = 8,
     ENGINE_REC_BOOKING_CONFIRM = 9,
     ENGINE_REC_BOOKING_CANCEL = 10,
+    ENGINE_REC_SHOWTIME_PRICE = 11, /* new prices for new holds */
+    ENGINE_REC_WAITLIST_JOIN = 12,  /* a user joins a showtime's waiting list */
+    ENGINE_REC_WAITLIST_LEAVE = 13, /* ... leaves it */
+    ENGINE_REC_WAITLIST_OFFER = 14, /* a waiter leaves it with a hold (hold_place fields) */
+    ENGINE_REC_QUEUE_SET = 15,      /* a virtual queue is enabled, changed or removed */
+    ENGINE_REC_QUEUE_JOIN = 16,     /* a user takes a place in the queue */
+    ENGINE_REC_QUEUE_LEAVE = 17,    /* ... gives it up */
+    ENGINE_REC_QUEUE_START = 18,    /* the start time came: the early joiners are shuffled */
+    ENGINE_REC_QUEUE_ADMIT = 19,    /* the next waiting users are admitted */
 } engine_record_type;
+
+enum { ENGINE_CATEGORY_ANY = 255 /* a waiting-list request for seats of any category */ };
 
 /**
  * One state change. Small records are self-contained. A LAYOUT_CREATE record
@@ -249,7 +272,7 @@ typedef struct engine_record {
             uint64_t amount;
             uint32_t seat_count;
             uint32_t seats[ENGINE_HOLD_SEATS_MAX];
-        } hold_place;
+        } hold_place; /* HOLD_PLACE and WAITLIST_OFFER */
         struct {
             uint64_t hold_id;
             int64_t expires_ms;
@@ -267,6 +290,33 @@ typedef struct engine_record {
             uint64_t booking_id;
             uint64_t refund;
         } booking_cancel;
+        struct {
+            uint64_t showtime_id;
+            uint32_t price_count;
+            uint32_t prices[ENGINE_CATEGORIES_MAX];
+        } showtime_price;
+        struct {
+            uint64_t showtime_id, user_id;
+            uint32_t count;    /* seats wanted, 1..max_seats_per_hold */
+            uint32_t category; /* category index, or ENGINE_CATEGORY_ANY */
+        } waitlist_join;
+        struct {
+            uint64_t showtime_id, user_id; /* WAITLIST_LEAVE, QUEUE_JOIN, QUEUE_LEAVE */
+        } onsale_user;
+        struct {
+            uint64_t showtime_id;
+            uint32_t rate_per_s; /* users admitted per second; 0 removes the queue */
+            int64_t start_ms;    /* when admission starts */
+        } queue_set;
+        struct {
+            uint64_t showtime_id;
+            uint64_t seed; /* of the shuffle of the places taken before the start */
+        } queue_start;
+        struct {
+            uint64_t showtime_id;
+            uint32_t cursor;       /* places [0, cursor) are admitted or left */
+            uint64_t credit_milli; /* admission credit left, thousandths of a user */
+        } queue_admit;
     } u;
 } engine_record;
 
@@ -506,6 +556,149 @@ uint32_t engine_user_holds(const engine *e, uint64_t user_id, uint32_t offset, u
 uint32_t engine_user_bookings(const engine *e, uint64_t user_id, uint32_t offset, uint64_t *ids,
                               uint32_t cap);
 
+/* ---- Prices ---------------------------------------------------------------- */
+
+/**
+ * Sets a showtime's prices (one per layout category, minor units) for holds
+ * placed from now on; live holds and bookings keep the amount they have.
+ * Refusals: ENGINE_TIME_BACKWARDS, ENGINE_UNKNOWN_SHOWTIME, ENGINE_BAD_PRICES.
+ */
+engine_result engine_showtime_price_set(engine *e, int64_t now_ms, uint64_t showtime_id,
+                                        const uint32_t *prices, uint32_t price_count,
+                                        engine_record *rec);
+
+/* ---- Waiting lists ------------------------------------------------------------
+ * A sold-out showtime keeps a FIFO of waiters, each wanting `count` seats of
+ * one category (or of any). When seats come free (a hold released or
+ * expired, a booking cancelled) engine_onsale_next() offers them: it walks
+ * the waiters in order and gives the first whose request fits a hold (an
+ * offer, offer_ttl_ms long) and takes them off the list; a waiter whose
+ * request does not fit keeps their place and the walk goes on (so two freed
+ * seats go to the first waiter wanting two or fewer). The seats of an offer:
+ * the best adjacent block as engine_hold_best() picks it (categories in
+ * layout order for "any"); if no block fits, the free seats nearest the best
+ * row, rows in best-available order. Offers never use accessible or
+ * companion seats. An offer that expires frees its seats, so they pass on
+ * to the next waiter that fits. */
+
+typedef struct engine_waiter_info {
+    uint32_t position; /* 1 = first in line */
+    uint32_t count, category;
+    int64_t joined_ms;
+} engine_waiter_info;
+
+/**
+ * Puts `user_id` at the end of a showtime's waiting list for `count` seats of
+ * `category` (or ENGINE_CATEGORY_ANY). Refusals, in order:
+ * ENGINE_TIME_BACKWARDS, ENGINE_UNKNOWN_SHOWTIME, ENGINE_SHOW_STARTED,
+ * ENGINE_BAD_COUNT, ENGINE_UNKNOWN_CATEGORY, ENGINE_ALREADY_WAITING,
+ * ENGINE_SEATS_AVAILABLE (an offer could be made now: reserve instead),
+ * ENGINE_CAPACITY (waitlist_max waiters). Returns ENGINE_ENOMEM (< 0) when
+ * the list cannot grow.
+ */
+int engine_waitlist_join(engine *e, int64_t now_ms, uint64_t showtime_id, uint64_t user_id,
+                         uint32_t count, uint32_t category, engine_record *rec);
+
+/** Takes a user off a waiting list. ENGINE_TIME_BACKWARDS, ENGINE_UNKNOWN_SHOWTIME,
+ * ENGINE_NOT_WAITING. */
+engine_result engine_waitlist_leave(engine *e, int64_t now_ms, uint64_t showtime_id,
+                                    uint64_t user_id, engine_record *rec);
+
+/** A user's place on a waiting list; false if they are not on it. O(waiters). */
+bool engine_waitlist_get(const engine *e, uint64_t showtime_id, uint64_t user_id,
+                         engine_waiter_info *out);
+
+/** Waiters on a showtime's waiting list (0 for an unknown showtime). */
+uint32_t engine_waitlist_length(const engine *e, uint64_t showtime_id);
+
+/* ---- Virtual queues -------------------------------------------------------------
+ * A queue admits users to a flash sale at a fixed rate. Places taken before
+ * the start time are shuffled when it comes (one QUEUE_START record carries
+ * the seed), places taken later are first come, first served. From the
+ * start, admission credit accrues at rate_per_s (at most one second's worth
+ * is kept), and each admission step admits as many waiting users, in queue
+ * order, as the credit allows: O(1) per admitted user. An admitted user may
+ * reserve for queue_admit_window_ms; the engine only keeps the queue, the
+ * server checks admission when it sells. Leaving frees the place; joining
+ * again takes a new one at the end. Memory: 24 bytes per place taken, plus
+ * the index (8 to 16 bytes per place). */
+
+typedef enum engine_queue_state {
+    ENGINE_QUEUE_NONE = 0,     /* not in the queue */
+    ENGINE_QUEUE_PREQUEUE = 1, /* joined before the start: placed at random at the start */
+    ENGINE_QUEUE_WAITING = 2,  /* in line (position counts who is ahead) */
+    ENGINE_QUEUE_ADMITTED = 3, /* may reserve until admitted_ms + queue_admit_window_ms */
+    ENGINE_QUEUE_LAPSED = 4    /* was admitted, the window passed: join again */
+} engine_queue_state;
+
+typedef struct engine_queue_info {
+    uint32_t rate_per_s;
+    int64_t start_ms;
+    bool started;
+    uint32_t places;   /* places ever taken */
+    uint32_t waiting;  /* users in line (prequeue included) */
+    uint32_t admitted; /* users admitted so far (left or not) */
+} engine_queue_info;
+
+typedef struct engine_queue_user {
+    engine_queue_state state;
+    uint32_t position;   /* WAITING: 1 = next to be admitted; PREQUEUE: 0 */
+    int64_t admitted_ms; /* ADMITTED and LAPSED */
+    int64_t until_ms;    /* ADMITTED and LAPSED: admitted_ms + window */
+} engine_queue_user;
+
+/**
+ * Enables a virtual queue on a showtime, or changes its rate, or (rate 0)
+ * removes it. The start may move only while it has not come. Refusals:
+ * ENGINE_TIME_BACKWARDS, ENGINE_UNKNOWN_SHOWTIME, ENGINE_NO_QUEUE (rate 0 on
+ * none), ENGINE_QUEUE_STARTED (a new start for a started queue);
+ * ENGINE_ENOMEM (< 0).
+ */
+int engine_queue_set(engine *e, int64_t now_ms, uint64_t showtime_id, uint32_t rate_per_s,
+                     int64_t start_ms, engine_record *rec);
+
+/**
+ * Takes a place for `user_id`. A user who is in line or admitted (and not
+ * lapsed) keeps their place: ENGINE_OK with no record (`*joined` false).
+ * Refusals: ENGINE_TIME_BACKWARDS, ENGINE_UNKNOWN_SHOWTIME, ENGINE_NO_QUEUE,
+ * ENGINE_SHOW_STARTED, ENGINE_CAPACITY (queue_slots_max places);
+ * ENGINE_ENOMEM (< 0).
+ */
+int engine_queue_join(engine *e, int64_t now_ms, uint64_t showtime_id, uint64_t user_id,
+                      bool *joined, engine_record *rec);
+
+/** Gives up a place. ENGINE_TIME_BACKWARDS, ENGINE_UNKNOWN_SHOWTIME, ENGINE_NO_QUEUE,
+ * ENGINE_NOT_WAITING. */
+engine_result engine_queue_leave(engine *e, int64_t now_ms, uint64_t showtime_id, uint64_t user_id,
+                                 engine_record *rec);
+
+/** The queue of a showtime; false if it has none. */
+bool engine_queue_get(const engine *e, uint64_t showtime_id, engine_queue_info *out);
+
+/**
+ * Where `user_id` stands at `now_ms` (ENGINE_QUEUE_NONE when not in the
+ * queue or no queue). O(log places).
+ */
+engine_queue_user engine_queue_user_get(const engine *e, uint64_t showtime_id, uint64_t user_id,
+                                        int64_t now_ms);
+
+/** Bytes a showtime's queue uses (capacity planning, the memory report). */
+size_t engine_queue_bytes(const engine *e, uint64_t showtime_id);
+
+/* ---- On-sale steps --------------------------------------------------------------- */
+
+/**
+ * Makes the next on-sale step that is due at `now_ms`, if any: a waiting-list
+ * offer where seats came free (WAITLIST_OFFER), a queue whose start came
+ * (QUEUE_START, shuffled with `seed`), or a queue admission (QUEUE_ADMIT).
+ * Returns ENGINE_OK with `*rec` filled, or ENGINE_NOT_AVAILABLE when nothing
+ * is due (or ENGINE_CAPACITY when an offer is due but the hold pool is full).
+ * Call it in a loop after a change that frees seats and on a timer; pass a
+ * fresh random seed each call (only a start uses it). Steps are journaled like
+ * any record; replaying them needs no seed.
+ */
+engine_result engine_onsale_next(engine *e, int64_t now_ms, uint64_t seed, engine_record *rec);
+
 /* ---- Snapshots ---------------------------------------------------------------
  * A snapshot is a deep copy of engine state as (kind, key, value) items with
  * stable little-endian encodings (docs/storage.md). Taking one is a memory
@@ -519,6 +712,7 @@ typedef enum engine_item_kind {
     ENGINE_ITEM_SHOWTIME = 3, /* key showtime id: layout, start, prices, held and sold bitmaps */
     ENGINE_ITEM_HOLD = 4,     /* key hold id: a live hold */
     ENGINE_ITEM_BOOKING = 5,  /* key booking id: a booking, confirmed or cancelled */
+    ENGINE_ITEM_ONSALE = 6,   /* key showtime id: its waiting list and virtual queue */
 } engine_item_kind;
 
 typedef struct engine_item {
@@ -534,7 +728,8 @@ typedef struct engine_snapshot engine_snapshot;
  * Copies the engine's state. With `full`, every object. Otherwise
  * (incremental) only what changed since the previous take: new layouts,
  * showtimes whose seats changed or that are new, bookings created or
- * cancelled; plus, always, the META item, every live hold, and the complete
+ * cancelled, on-sale state (waiting list and queue) that changed, written
+ * whole (empty when it is gone); plus, always, the META item, every live hold, and the complete
  * id lists of layouts and showtimes, so a writer can delete what no longer
  * exists. An incremental snapshot is only correct on top of the previous one
  * having been stored: if storing fails, take a full one next. Returns 0 or
@@ -580,7 +775,7 @@ void engine_layout_spec_free(engine_layout_spec *spec);
 /**
  * Restores one item into `e`, a fresh engine with the configuration the
  * snapshot was taken under (id prefix and pool sizes large enough). Order:
- * META first, then layouts, showtimes, bookings, holds. Returns 0,
+ * META first, then layouts, showtimes, bookings, holds, on-sale state. Returns 0,
  * ENGINE_EDECODE (bad value), ENGINE_EREPLAY (does not fit: unknown layout,
  * duplicate, pool full, wrong prefix), or ENGINE_ENOMEM.
  */

@@ -115,6 +115,41 @@ uint32_t engine__get_u32(engine__rbuf *r);
 uint64_t engine__get_u64(engine__rbuf *r);
 const uint8_t *engine__get_bytes(engine__rbuf *r, size_t n);
 
+/* ---- On-sale state (onsale.c) ------------------------------------------------ */
+typedef struct engine__waiter {
+    uint64_t user_id;
+    int64_t joined_ms;
+    uint8_t count, category;
+} engine__waiter;
+
+/* Place states in a queue (engine__queue.state). */
+enum { QPLACE_WAITING = 0, QPLACE_LEFT = UINT32_MAX };
+
+typedef struct engine__queue {
+    uint32_t rate_per_s;
+    int64_t start_ms;
+    bool started;
+    uint32_t n, cap;       /* places taken, allocated */
+    uint32_t pre_n;        /* places taken before the start (shuffled at it) */
+    uint32_t cursor;       /* places [0, cursor) are admitted or left */
+    uint32_t waiting;      /* places in state QPLACE_WAITING */
+    uint32_t admitted;     /* places ever admitted */
+    uint64_t credit_milli; /* admission credit at credit_ms, thousandths of a user */
+    int64_t credit_ms;     /* when credit_milli was last settled (0: the start) */
+    uint64_t *users;       /* per place: the user */
+    uint32_t *state;       /* per place: QPLACE_WAITING, QPLACE_LEFT, or 1 + seconds from the
+                              start to the admission */
+    uint32_t *fen;         /* Fenwick tree (1-based, cap entries) over "waiting" */
+    uint32_t *index;       /* user -> place + 1, open addressing keyed by users[place] */
+    uint32_t index_mask;   /* index has index_mask + 1 slots (0: none yet) */
+} engine__queue;
+
+typedef struct engine__onsale {
+    engine__waiter *w; /* the waiting list, first in line first */
+    uint32_t wn, wcap;
+    engine__queue *q; /* NULL: no virtual queue */
+} engine__onsale;
+
 /* ---- Engine state (engine.c, state.c) -------------------------------------- */
 #define ID_SEQ_BITS 48
 #define ID_SEQ_MASK ((UINT64_C(1) << ID_SEQ_BITS) - 1)
@@ -139,12 +174,16 @@ typedef struct showtime {
     uint32_t live_holds, confirmed;
     bool dirty;             /* seats changed since the last snapshot */
     uint64_t *restore_held; /* during a restore: the stored held bitmap */
+    engine__onsale *os;     /* waiting list and queue, NULL while it has neither */
+    bool os_dirty;          /* on-sale state changed since the last snapshot */
+    bool offer_pending;     /* seats came free while it had waiters (not logical state) */
 } showtime;
 
 typedef struct hold {
     uint64_t id, showtime_id, user_id;
     int64_t created_ms, expires_ms;
     uint64_t amount;
+    bool offer; /* offered from the waiting list */
     uint32_t showtime_slot;
     uint32_t heap_pos;
     uint32_t user_prev, user_next; /* circular list of the user's live holds, by id */
@@ -183,6 +222,14 @@ struct engine {
     uint32_t *idem_slots;      /* booking slot + 1, by (user, key) hash */
     uint32_t idem_mask;
 
+    /* On-sale work (onsale.c): showtimes where seats came free while they had
+     * waiters (a stack; showtime.offer_pending marks members), and showtimes
+     * with a virtual queue. Neither is logical state. */
+    uint32_t *offer_pending;
+    uint32_t offer_pending_n;
+    uint32_t *queued;
+    uint32_t queued_n;
+
     /* Snapshot dirty tracking: what changed since the last engine_snapshot_take. */
     uint64_t *booking_dirty; /* bookings_max bits: created or cancelled */
     bool *layout_dirty;      /* layouts_max flags: created */
@@ -205,5 +252,26 @@ int engine__layout_install(engine *e, int64_t now_ms, uint64_t layout_id, uint8_
                            uint32_t blob_len, engine_problem *problem);
 void engine__booking_index(engine *e, uint32_t slot);
 bool engine__idem_exists(const engine *e, uint64_t user_id, const char *key, uint32_t len);
+int64_t engine__add_ms(int64_t t, uint64_t d);
+uint64_t engine__seats_amount(const engine *e, const showtime *st, const uint32_t *seats,
+                              uint32_t n);
+bool engine__holds_full(const engine *e);
+const engine__layout *engine__showtime_layout(const engine *e, const showtime *st);
+/* Best-available search (engine_hold_best's rules) without placing a hold:
+ * true with the block's first seat in *first. Updates the row hints. */
+bool engine__best_find(engine *e, showtime *st, uint32_t count, uint32_t category,
+                       bool allow_access, uint32_t *first);
+
+/* onsale.c */
+void engine__onsale_seats_freed(engine *e, showtime *st); /* marks it for offers */
+bool engine__onsale_busy(const showtime *st);             /* has waiters or a queue */
+void engine__onsale_free(engine *e, showtime *st);
+int engine__onsale_apply(engine *e, const engine_record *rec);
+uint64_t engine__onsale_digest(const showtime *st);
+void engine__onsale_check(const engine *e, const showtime *st);
+/* Snapshot item of a showtime's on-sale state: size, encode, restore. */
+size_t engine__onsale_item_size(const showtime *st);
+void engine__onsale_item_encode(engine__wbuf *w, const showtime *st);
+int engine__onsale_item_restore(engine *e, showtime *st, const uint8_t *value, uint32_t len);
 
 #endif /* USHER_ENGINE_INTERNAL_H */

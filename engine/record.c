@@ -61,6 +61,11 @@ static const char *const result_names[ENGINE_RESULT_COUNT_] = {
     [ENGINE_LAYOUT_IN_USE] = "layout_in_use",
     [ENGINE_SHOWTIME_IN_USE] = "showtime_in_use",
     [ENGINE_CAPACITY] = "capacity",
+    [ENGINE_SEATS_AVAILABLE] = "seats_available",
+    [ENGINE_ALREADY_WAITING] = "already_waiting",
+    [ENGINE_NOT_WAITING] = "not_waiting",
+    [ENGINE_NO_QUEUE] = "no_queue",
+    [ENGINE_QUEUE_STARTED] = "queue_started",
 };
 
 const char *engine_result_name(engine_result r)
@@ -93,6 +98,24 @@ const char *engine_record_type_name(engine_record_type t)
         return "booking_confirm";
     case ENGINE_REC_BOOKING_CANCEL:
         return "booking_cancel";
+    case ENGINE_REC_SHOWTIME_PRICE:
+        return "showtime_price";
+    case ENGINE_REC_WAITLIST_JOIN:
+        return "waitlist_join";
+    case ENGINE_REC_WAITLIST_LEAVE:
+        return "waitlist_leave";
+    case ENGINE_REC_WAITLIST_OFFER:
+        return "waitlist_offer";
+    case ENGINE_REC_QUEUE_SET:
+        return "queue_set";
+    case ENGINE_REC_QUEUE_JOIN:
+        return "queue_join";
+    case ENGINE_REC_QUEUE_LEAVE:
+        return "queue_leave";
+    case ENGINE_REC_QUEUE_START:
+        return "queue_start";
+    case ENGINE_REC_QUEUE_ADMIT:
+        return "queue_admit";
     }
     return "unknown";
 }
@@ -128,6 +151,7 @@ int engine_record_encode(const engine_record *rec, uint8_t *buf, size_t cap)
         engine__put_u64(&w, rec->u.showtime_delete.showtime_id);
         break;
     case ENGINE_REC_HOLD_PLACE:
+    case ENGINE_REC_WAITLIST_OFFER:
         if (rec->u.hold_place.seat_count > ENGINE_HOLD_SEATS_MAX)
             return ENGINE_EINVAL;
         engine__put_u64(&w, rec->u.hold_place.hold_id);
@@ -159,6 +183,43 @@ int engine_record_encode(const engine_record *rec, uint8_t *buf, size_t cap)
     case ENGINE_REC_BOOKING_CANCEL:
         engine__put_u64(&w, rec->u.booking_cancel.booking_id);
         engine__put_u64(&w, rec->u.booking_cancel.refund);
+        break;
+    case ENGINE_REC_SHOWTIME_PRICE:
+        if (rec->u.showtime_price.price_count > ENGINE_CATEGORIES_MAX)
+            return ENGINE_EINVAL;
+        engine__put_u64(&w, rec->u.showtime_price.showtime_id);
+        engine__put_u8(&w, (uint8_t)rec->u.showtime_price.price_count);
+        for (uint32_t i = 0; i < rec->u.showtime_price.price_count; i++)
+            engine__put_u32(&w, rec->u.showtime_price.prices[i]);
+        break;
+    case ENGINE_REC_WAITLIST_JOIN:
+        if (rec->u.waitlist_join.count > ENGINE_HOLD_SEATS_MAX ||
+            rec->u.waitlist_join.category > ENGINE_CATEGORY_ANY)
+            return ENGINE_EINVAL;
+        engine__put_u64(&w, rec->u.waitlist_join.showtime_id);
+        engine__put_u64(&w, rec->u.waitlist_join.user_id);
+        engine__put_u8(&w, (uint8_t)rec->u.waitlist_join.count);
+        engine__put_u8(&w, (uint8_t)rec->u.waitlist_join.category);
+        break;
+    case ENGINE_REC_WAITLIST_LEAVE:
+    case ENGINE_REC_QUEUE_JOIN:
+    case ENGINE_REC_QUEUE_LEAVE:
+        engine__put_u64(&w, rec->u.onsale_user.showtime_id);
+        engine__put_u64(&w, rec->u.onsale_user.user_id);
+        break;
+    case ENGINE_REC_QUEUE_SET:
+        engine__put_u64(&w, rec->u.queue_set.showtime_id);
+        engine__put_u32(&w, rec->u.queue_set.rate_per_s);
+        engine__put_u64(&w, (uint64_t)rec->u.queue_set.start_ms);
+        break;
+    case ENGINE_REC_QUEUE_START:
+        engine__put_u64(&w, rec->u.queue_start.showtime_id);
+        engine__put_u64(&w, rec->u.queue_start.seed);
+        break;
+    case ENGINE_REC_QUEUE_ADMIT:
+        engine__put_u64(&w, rec->u.queue_admit.showtime_id);
+        engine__put_u32(&w, rec->u.queue_admit.cursor);
+        engine__put_u64(&w, rec->u.queue_admit.credit_milli);
         break;
     default:
         return ENGINE_EINVAL;
@@ -201,6 +262,7 @@ int engine_record_decode(const uint8_t *buf, size_t len, engine_record *rec)
         out.u.showtime_delete.showtime_id = engine__get_u64(&r);
         break;
     case ENGINE_REC_HOLD_PLACE:
+    case ENGINE_REC_WAITLIST_OFFER:
         out.u.hold_place.hold_id = engine__get_u64(&r);
         out.u.hold_place.showtime_id = engine__get_u64(&r);
         out.u.hold_place.user_id = engine__get_u64(&r);
@@ -238,6 +300,42 @@ int engine_record_decode(const uint8_t *buf, size_t len, engine_record *rec)
     case ENGINE_REC_BOOKING_CANCEL:
         out.u.booking_cancel.booking_id = engine__get_u64(&r);
         out.u.booking_cancel.refund = engine__get_u64(&r);
+        break;
+    case ENGINE_REC_SHOWTIME_PRICE:
+        out.u.showtime_price.showtime_id = engine__get_u64(&r);
+        out.u.showtime_price.price_count = engine__get_u8(&r);
+        if (out.u.showtime_price.price_count > ENGINE_CATEGORIES_MAX)
+            return ENGINE_EDECODE;
+        for (uint32_t i = 0; i < out.u.showtime_price.price_count; i++)
+            out.u.showtime_price.prices[i] = engine__get_u32(&r);
+        break;
+    case ENGINE_REC_WAITLIST_JOIN:
+        out.u.waitlist_join.showtime_id = engine__get_u64(&r);
+        out.u.waitlist_join.user_id = engine__get_u64(&r);
+        out.u.waitlist_join.count = engine__get_u8(&r);
+        out.u.waitlist_join.category = engine__get_u8(&r);
+        if (out.u.waitlist_join.count > ENGINE_HOLD_SEATS_MAX)
+            return ENGINE_EDECODE;
+        break;
+    case ENGINE_REC_WAITLIST_LEAVE:
+    case ENGINE_REC_QUEUE_JOIN:
+    case ENGINE_REC_QUEUE_LEAVE:
+        out.u.onsale_user.showtime_id = engine__get_u64(&r);
+        out.u.onsale_user.user_id = engine__get_u64(&r);
+        break;
+    case ENGINE_REC_QUEUE_SET:
+        out.u.queue_set.showtime_id = engine__get_u64(&r);
+        out.u.queue_set.rate_per_s = engine__get_u32(&r);
+        out.u.queue_set.start_ms = (int64_t)engine__get_u64(&r);
+        break;
+    case ENGINE_REC_QUEUE_START:
+        out.u.queue_start.showtime_id = engine__get_u64(&r);
+        out.u.queue_start.seed = engine__get_u64(&r);
+        break;
+    case ENGINE_REC_QUEUE_ADMIT:
+        out.u.queue_admit.showtime_id = engine__get_u64(&r);
+        out.u.queue_admit.cursor = engine__get_u32(&r);
+        out.u.queue_admit.credit_milli = engine__get_u64(&r);
         break;
     default:
         return ENGINE_EDECODE;

@@ -7,10 +7,12 @@
  *   SHOWTIME  u8 1 | u64 layout_id | i64 start_ms | u8 n | u32 prices[n] |
  *             u32 seat_count | u64 held[words] | u64 sold[words]
  *   HOLD      u8 1 | u64 showtime_id | u64 user_id | i64 created_ms | i64 expires_ms |
- *             u64 amount | u8 n | u32 seats[n]
+ *             u64 amount | u8 n | u32 seats[n]; version 2 (a waiting-list offer) adds
+ *             u8 flags (1: offer)
  *   BOOKING   u8 1 | u64 showtime_id | u64 user_id | u64 hold_id | i64 confirmed_ms |
  *             i64 cancelled_ms | u64 amount | u64 refund | u8 payment | u8 status |
  *             u8 n | u32 seats[n] | u8 key_len | key[key_len]
+ *   ONSALE    a showtime's waiting list and queue (onsale.c)
  */
 #include "engine_internal.h"
 
@@ -51,13 +53,13 @@ static void showtime_encode(engine__wbuf *w, const showtime *st, const engine__l
         engine__put_u64(w, st->sold[i]);
 }
 
-enum { HOLD_VALUE_MAX = 1 + 5 * 8 + 1 + 4 * ENGINE_HOLD_SEATS_MAX };
+enum { HOLD_VALUE_MAX = 1 + 5 * 8 + 1 + 4 * ENGINE_HOLD_SEATS_MAX + 1 };
 enum { BOOKING_VALUE_MAX = 1 + 8 * 7 + 3 + 4 * ENGINE_HOLD_SEATS_MAX + 1 + ENGINE_IDEM_KEY_MAX };
 enum { META_VALUE_SIZE = 1 + 8 + 8 + 4 + 2 };
 
 static void hold_encode(engine__wbuf *w, const hold *h)
 {
-    engine__put_u8(w, ITEM_VERSION);
+    engine__put_u8(w, h->offer ? 2 : ITEM_VERSION);
     engine__put_u64(w, h->showtime_id);
     engine__put_u64(w, h->user_id);
     engine__put_u64(w, (uint64_t)h->created_ms);
@@ -66,6 +68,8 @@ static void hold_encode(engine__wbuf *w, const hold *h)
     engine__put_u8(w, (uint8_t)h->seat_count);
     for (uint32_t i = 0; i < h->seat_count; i++)
         engine__put_u32(w, h->seats[i]);
+    if (h->offer)
+        engine__put_u8(w, 1);
 }
 
 static void booking_encode(engine__wbuf *w, const engine_booking_info *b)
@@ -125,6 +129,10 @@ int engine_snapshot_take(engine *e, bool full, engine_snapshot **out)
         if (full || st->dirty) {
             items++;
             bytes += showtime_value_size(&e->layouts[st->layout_slot]);
+        }
+        if (st->os_dirty || (full && st->os != NULL)) {
+            items++;
+            bytes += engine__onsale_item_size(st);
         }
     }
     items += e->heap_n;
@@ -186,6 +194,12 @@ int engine_snapshot_take(engine *e, bool full, engine_snapshot **out)
             s->arena_len = w.len;
             item_add(s, ENGINE_ITEM_SHOWTIME, st->id, start);
         }
+        if (st->os_dirty || (full && st->os != NULL)) {
+            start = w.len;
+            engine__onsale_item_encode(&w, st);
+            s->arena_len = w.len;
+            item_add(s, ENGINE_ITEM_ONSALE, st->id, start);
+        }
     }
     for (uint32_t i = 0; i < e->heap_n; i++) {
         const hold *h = &e->holds[e->heap[i]];
@@ -209,8 +223,10 @@ int engine_snapshot_take(engine *e, bool full, engine_snapshot **out)
     /* The copy is complete: everything is clean relative to it. */
     for (uint32_t i = 0; i < e->cfg.layouts_max; i++)
         e->layout_dirty[i] = false;
-    for (uint32_t i = 0; i < e->cfg.showtimes_max; i++)
+    for (uint32_t i = 0; i < e->cfg.showtimes_max; i++) {
         e->showtimes[i].dirty = false;
+        e->showtimes[i].os_dirty = false;
+    }
     memset(e->booking_dirty, 0, ENGINE_BITS_WORDS(e->cfg.bookings_max) * sizeof(uint64_t));
     *out = s;
     return 0;
@@ -389,7 +405,8 @@ int engine_item_hold_decode(uint64_t key, const uint8_t *value, uint32_t len, en
 {
     engine__rbuf rb = {.p = value, .len = len}, *r = &rb;
     memset(out, 0, sizeof(*out));
-    if (engine__get_u8(r) != ITEM_VERSION)
+    uint8_t version = engine__get_u8(r);
+    if (version != ITEM_VERSION && version != 2)
         return ENGINE_EDECODE;
     out->id = key;
     out->showtime_id = engine__get_u64(r);
@@ -402,6 +419,12 @@ int engine_item_hold_decode(uint64_t key, const uint8_t *value, uint32_t len, en
         return ENGINE_EDECODE;
     for (uint32_t i = 0; i < out->seat_count; i++)
         out->seats[i] = engine__get_u32(r);
+    if (version == 2) {
+        uint8_t flags = engine__get_u8(r);
+        if (flags != 1)
+            return ENGINE_EDECODE;
+        out->offer = true;
+    }
     if (r->bad || r->pos != r->len)
         return ENGINE_EDECODE;
     return 0;
@@ -453,12 +476,9 @@ static int restore_hold(engine *e, uint64_t id, const uint8_t *value, uint32_t l
     showtime *st = engine__showtime_find(e, showtime_id);
     if (st == NULL || expires <= created || created > e->restore.now_ms)
         return ENGINE_EREPLAY;
+    /* The amount is the prices when the hold was placed: prices may have
+     * changed since (engine_showtime_price_set), so it is not re-derived. */
     const engine__layout *l = &e->layouts[st->layout_slot];
-    uint64_t priced = 0;
-    for (uint32_t i = 0; i < n; i++)
-        priced += seats[i] < l->seat_count ? st->prices[l->seat_cat[seats[i]]] : 0;
-    if (priced != amount)
-        return ENGINE_EREPLAY;
     for (uint32_t i = 0; i < n; i++) {
         if (seats[i] >= l->seat_count || engine__bit_get(l->blocked, seats[i]) ||
             engine__bit_get(st->held, seats[i]) || engine__bit_get(st->sold, seats[i]))
@@ -468,7 +488,8 @@ static int restore_hold(engine *e, uint64_t id, const uint8_t *value, uint32_t l
                 return ENGINE_EREPLAY;
         }
     }
-    engine__hold_insert(e, created, st, id, user, expires, amount, seats, n);
+    uint32_t slot = engine__hold_insert(e, created, st, id, user, expires, amount, seats, n);
+    e->holds[slot].offer = h.offer;
     e->restore.last_hold = id;
     return 0;
 }
@@ -504,6 +525,12 @@ int engine_restore_item(engine *e, engine_item_kind kind, uint64_t key, const ui
         return restore_booking(e, key, value, len);
     case ENGINE_ITEM_HOLD:
         return restore_hold(e, key, value, len);
+    case ENGINE_ITEM_ONSALE: {
+        showtime *st = engine__showtime_find(e, key);
+        if (st == NULL)
+            return ENGINE_EREPLAY;
+        return engine__onsale_item_restore(e, st, value, len);
+    }
     }
     return ENGINE_EDECODE;
 }
@@ -580,6 +607,7 @@ int engine_restore_finish(engine *e)
         if (!same)
             return ENGINE_EREPLAY;
         st->dirty = false;
+        st->os_dirty = false;
     }
     e->now_ms = e->restore.now_ms;
     e->hold_seq = e->restore.hold_seq;

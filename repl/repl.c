@@ -350,6 +350,24 @@ static const char *event_type(engine_record_type t)
         return "booking.confirmed";
     case ENGINE_REC_BOOKING_CANCEL:
         return "booking.cancelled";
+    case ENGINE_REC_SHOWTIME_PRICE:
+        return "showtime.repriced";
+    case ENGINE_REC_WAITLIST_JOIN:
+        return "waitlist.joined";
+    case ENGINE_REC_WAITLIST_LEAVE:
+        return "waitlist.left";
+    case ENGINE_REC_WAITLIST_OFFER:
+        return "waitlist.offered";
+    case ENGINE_REC_QUEUE_SET:
+        return "queue.configured";
+    case ENGINE_REC_QUEUE_JOIN:
+        return "queue.joined";
+    case ENGINE_REC_QUEUE_LEAVE:
+        return "queue.left";
+    case ENGINE_REC_QUEUE_START:
+        return "queue.started";
+    case ENGINE_REC_QUEUE_ADMIT:
+        return "queue.admitted";
     }
     return NULL;
 }
@@ -379,6 +397,7 @@ static int engine_data(writer *w, const engine_record *r)
         put_u64(w, r->u.showtime_delete.showtime_id);
         return 0;
     case ENGINE_REC_HOLD_PLACE:
+    case ENGINE_REC_WAITLIST_OFFER:
         puts_(w, "\"hold_id\":");
         put_u64(w, r->u.hold_place.hold_id);
         puts_(w, ",\"showtime_id\":");
@@ -421,6 +440,54 @@ static int engine_data(writer *w, const engine_record *r)
         puts_(w, ",\"refund\":");
         put_u64(w, r->u.booking_cancel.refund);
         return 0;
+    case ENGINE_REC_SHOWTIME_PRICE:
+        puts_(w, "\"showtime_id\":");
+        put_u64(w, r->u.showtime_price.showtime_id);
+        puts_(w, ",\"prices\":");
+        put_prices(w, r->u.showtime_price.prices, r->u.showtime_price.price_count);
+        return 0;
+    case ENGINE_REC_WAITLIST_JOIN:
+        puts_(w, "\"showtime_id\":");
+        put_u64(w, r->u.waitlist_join.showtime_id);
+        puts_(w, ",\"user_id\":");
+        put_u64(w, r->u.waitlist_join.user_id);
+        puts_(w, ",\"count\":");
+        put_u64(w, r->u.waitlist_join.count);
+        puts_(w, ",\"category\":"); /* an index into the layout's categories, or null: any */
+        if (r->u.waitlist_join.category == ENGINE_CATEGORY_ANY)
+            puts_(w, "null");
+        else
+            put_u64(w, r->u.waitlist_join.category);
+        return 0;
+    case ENGINE_REC_WAITLIST_LEAVE:
+    case ENGINE_REC_QUEUE_JOIN:
+    case ENGINE_REC_QUEUE_LEAVE:
+        puts_(w, "\"showtime_id\":");
+        put_u64(w, r->u.onsale_user.showtime_id);
+        puts_(w, ",\"user_id\":");
+        put_u64(w, r->u.onsale_user.user_id);
+        return 0;
+    case ENGINE_REC_QUEUE_SET:
+        puts_(w, "\"showtime_id\":");
+        put_u64(w, r->u.queue_set.showtime_id);
+        puts_(w, ",\"rate_per_second\":");
+        put_u64(w, r->u.queue_set.rate_per_s);
+        puts_(w, ",\"starts_at\":");
+        if (r->u.queue_set.rate_per_s == 0)
+            puts_(w, "null");
+        else
+            put_time(w, r->u.queue_set.start_ms);
+        return 0;
+    case ENGINE_REC_QUEUE_START:
+        puts_(w, "\"showtime_id\":");
+        put_u64(w, r->u.queue_start.showtime_id);
+        return 0;
+    case ENGINE_REC_QUEUE_ADMIT:
+        puts_(w, "\"showtime_id\":");
+        put_u64(w, r->u.queue_admit.showtime_id);
+        puts_(w, ",\"admitted_through\":");
+        put_u64(w, r->u.queue_admit.cursor);
+        return 0;
     }
     return REPL_ETYPE;
 }
@@ -451,7 +518,7 @@ int repl_event_encode(repl_buf *b, uint32_t shard, const wal_record *rec)
         puts_(&w, "}}");
         return line_end(&w, rc);
     }
-    if (rec->type < ENGINE_REC_LAYOUT_CREATE || rec->type > ENGINE_REC_BOOKING_CANCEL)
+    if (rec->type < ENGINE_REC_LAYOUT_CREATE || rec->type > ENGINE_REC_QUEUE_ADMIT)
         return REPL_ETYPE;
     engine_record er;
     if (engine_record_decode(rec->payload, rec->payload_len, &er) != 0)
@@ -548,6 +615,7 @@ static int put_hold_item(writer *w, uint64_t key, const uint8_t *value, uint32_t
     put_time(w, h.created_ms);
     puts_(w, ",\"expires_at\":");
     put_time(w, h.expires_ms);
+    puts_(w, h.offer ? ",\"offer\":true" : ",\"offer\":false");
     return 0;
 }
 

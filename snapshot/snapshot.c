@@ -16,8 +16,9 @@
 #define MAP_DEFAULT    (UINT64_C(16) << 30)
 #define MAP_GROW_LIMIT (UINT64_C(1) << 40)
 
-enum { DB_META, DB_LAYOUTS, DB_SHOWTIMES, DB_HOLDS, DB_BOOKINGS, DB_COUNT };
-static const char *const db_names[DB_COUNT] = {"meta", "layouts", "showtimes", "holds", "bookings"};
+enum { DB_META, DB_LAYOUTS, DB_SHOWTIMES, DB_HOLDS, DB_BOOKINGS, DB_ONSALE, DB_COUNT };
+static const char *const db_names[DB_COUNT] = {"meta",  "layouts",  "showtimes",
+                                               "holds", "bookings", "onsale"};
 
 struct snapshot_store {
     MDB_env *env;
@@ -215,6 +216,8 @@ static int db_of(engine_item_kind kind)
         return DB_HOLDS;
     case ENGINE_ITEM_BOOKING:
         return DB_BOOKINGS;
+    case ENGINE_ITEM_ONSALE:
+        return DB_ONSALE;
     case ENGINE_ITEM_META:
         break;
     }
@@ -281,6 +284,8 @@ static int store_write_txn(snapshot_store *s, const engine_snapshot *snap, uint6
         ids = engine_snapshot_ids(snap, ENGINE_ITEM_SHOWTIME, &n);
         if (rc == 0)
             rc = prune(txn, s->dbi[DB_SHOWTIMES], ids, n);
+        if (rc == 0) /* keyed by showtime too */
+            rc = prune(txn, s->dbi[DB_ONSALE], ids, n);
     }
     for (size_t i = 0; rc == 0 && i < engine_snapshot_count(snap); i++) {
         const engine_item *it = engine_snapshot_item(snap, i);
@@ -432,6 +437,8 @@ int snapshot_store_load(snapshot_store *s, engine *e, uint64_t *lsn, int64_t *cl
         rc = load_db(s, txn, DB_BOOKINGS, ENGINE_ITEM_BOOKING, e);
     if (rc == 0)
         rc = load_db(s, txn, DB_HOLDS, ENGINE_ITEM_HOLD, e);
+    if (rc == 0) /* after the holds: waiting lists look at the seats left */
+        rc = load_db(s, txn, DB_ONSALE, ENGINE_ITEM_ONSALE, e);
     mdb_txn_abort(txn);
     if (rc == 0 && engine_restore_finish(e) != 0)
         rc = SNAPSHOT_ECORRUPT;

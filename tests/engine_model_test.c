@@ -2011,6 +2011,8 @@ static const char *kind_name(engine_item_kind k)
         return "HOLD";
     case ENGINE_ITEM_BOOKING:
         return "BOOKING";
+    case ENGINE_ITEM_ONSALE:
+        return "ONSALE";
     }
     return "?";
 }

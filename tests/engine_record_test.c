@@ -112,7 +112,7 @@ static engine *layout_engine(engine_record *rec)
 }
 
 /* One hand-built record of every small type, with fields at awkward values. */
-enum { SAMPLE_COUNT = 12 };
+enum { SAMPLE_COUNT = 21 };
 
 static void samples(engine_record out[SAMPLE_COUNT])
 {
@@ -215,6 +215,72 @@ static void samples(engine_record out[SAMPLE_COUNT])
     r->u.booking_cancel.booking_id = 2;
     r->u.booking_cancel.refund = UINT64_C(0x00ff00ff00ff00ff);
 
+    r = &out[n++];
+    r->type = ENGINE_REC_SHOWTIME_PRICE;
+    r->time_ms = T0 + 12;
+    r->u.showtime_price.showtime_id = 10;
+    r->u.showtime_price.price_count = ENGINE_CATEGORIES_MAX;
+    for (uint32_t i = 0; i < ENGINE_CATEGORIES_MAX; i++)
+        r->u.showtime_price.prices[i] = UINT32_MAX - i;
+
+    r = &out[n++];
+    r->type = ENGINE_REC_WAITLIST_JOIN;
+    r->time_ms = T0 + 13;
+    r->u.waitlist_join.showtime_id = UINT64_MAX;
+    r->u.waitlist_join.user_id = 77;
+    r->u.waitlist_join.count = ENGINE_HOLD_SEATS_MAX;
+    r->u.waitlist_join.category = ENGINE_CATEGORY_ANY;
+
+    r = &out[n++];
+    r->type = ENGINE_REC_WAITLIST_LEAVE;
+    r->time_ms = T0 + 14;
+    r->u.onsale_user.showtime_id = 10;
+    r->u.onsale_user.user_id = UINT64_MAX - 1;
+
+    r = &out[n++];
+    r->type = ENGINE_REC_WAITLIST_OFFER;
+    r->time_ms = T0 + 15;
+    r->u.hold_place.hold_id = 9;
+    r->u.hold_place.showtime_id = 10;
+    r->u.hold_place.user_id = 77;
+    r->u.hold_place.expires_ms = T0 + 15 + 600000;
+    r->u.hold_place.amount = 3000;
+    r->u.hold_place.seat_count = 2;
+    r->u.hold_place.seats[0] = 5;
+    r->u.hold_place.seats[1] = 4;
+
+    r = &out[n++];
+    r->type = ENGINE_REC_QUEUE_SET;
+    r->time_ms = T0 + 16;
+    r->u.queue_set.showtime_id = 10;
+    r->u.queue_set.rate_per_s = UINT32_MAX;
+    r->u.queue_set.start_ms = INT64_MIN;
+
+    r = &out[n++];
+    r->type = ENGINE_REC_QUEUE_JOIN;
+    r->time_ms = T0 + 17;
+    r->u.onsale_user.showtime_id = 11;
+    r->u.onsale_user.user_id = 78;
+
+    r = &out[n++];
+    r->type = ENGINE_REC_QUEUE_LEAVE;
+    r->time_ms = T0 + 18;
+    r->u.onsale_user.showtime_id = 12;
+    r->u.onsale_user.user_id = 79;
+
+    r = &out[n++];
+    r->type = ENGINE_REC_QUEUE_START;
+    r->time_ms = T0 + 19;
+    r->u.queue_start.showtime_id = 10;
+    r->u.queue_start.seed = UINT64_C(0x0123456789abcdef);
+
+    r = &out[n++];
+    r->type = ENGINE_REC_QUEUE_ADMIT;
+    r->time_ms = T0 + 20;
+    r->u.queue_admit.showtime_id = 10;
+    r->u.queue_admit.cursor = UINT32_MAX;
+    r->u.queue_admit.credit_milli = UINT64_MAX;
+
     cr_assert_eq(n, SAMPLE_COUNT);
 }
 
@@ -248,6 +314,7 @@ static void assert_rec_eq(const engine_record *a, const engine_record *b)
         cr_assert_eq(a->u.showtime_delete.showtime_id, b->u.showtime_delete.showtime_id);
         break;
     case ENGINE_REC_HOLD_PLACE:
+    case ENGINE_REC_WAITLIST_OFFER:
         cr_assert_eq(a->u.hold_place.hold_id, b->u.hold_place.hold_id);
         cr_assert_eq(a->u.hold_place.showtime_id, b->u.hold_place.showtime_id);
         cr_assert_eq(a->u.hold_place.user_id, b->u.hold_place.user_id);
@@ -279,6 +346,38 @@ static void assert_rec_eq(const engine_record *a, const engine_record *b)
         cr_assert_eq(a->u.booking_cancel.booking_id, b->u.booking_cancel.booking_id);
         cr_assert_eq(a->u.booking_cancel.refund, b->u.booking_cancel.refund);
         break;
+    case ENGINE_REC_SHOWTIME_PRICE:
+        cr_assert_eq(a->u.showtime_price.showtime_id, b->u.showtime_price.showtime_id);
+        cr_assert_eq(a->u.showtime_price.price_count, b->u.showtime_price.price_count);
+        for (uint32_t i = 0; i < a->u.showtime_price.price_count; i++)
+            cr_assert_eq(a->u.showtime_price.prices[i], b->u.showtime_price.prices[i]);
+        break;
+    case ENGINE_REC_WAITLIST_JOIN:
+        cr_assert_eq(a->u.waitlist_join.showtime_id, b->u.waitlist_join.showtime_id);
+        cr_assert_eq(a->u.waitlist_join.user_id, b->u.waitlist_join.user_id);
+        cr_assert_eq(a->u.waitlist_join.count, b->u.waitlist_join.count);
+        cr_assert_eq(a->u.waitlist_join.category, b->u.waitlist_join.category);
+        break;
+    case ENGINE_REC_WAITLIST_LEAVE:
+    case ENGINE_REC_QUEUE_JOIN:
+    case ENGINE_REC_QUEUE_LEAVE:
+        cr_assert_eq(a->u.onsale_user.showtime_id, b->u.onsale_user.showtime_id);
+        cr_assert_eq(a->u.onsale_user.user_id, b->u.onsale_user.user_id);
+        break;
+    case ENGINE_REC_QUEUE_SET:
+        cr_assert_eq(a->u.queue_set.showtime_id, b->u.queue_set.showtime_id);
+        cr_assert_eq(a->u.queue_set.rate_per_s, b->u.queue_set.rate_per_s);
+        cr_assert_eq(a->u.queue_set.start_ms, b->u.queue_set.start_ms);
+        break;
+    case ENGINE_REC_QUEUE_START:
+        cr_assert_eq(a->u.queue_start.showtime_id, b->u.queue_start.showtime_id);
+        cr_assert_eq(a->u.queue_start.seed, b->u.queue_start.seed);
+        break;
+    case ENGINE_REC_QUEUE_ADMIT:
+        cr_assert_eq(a->u.queue_admit.showtime_id, b->u.queue_admit.showtime_id);
+        cr_assert_eq(a->u.queue_admit.cursor, b->u.queue_admit.cursor);
+        cr_assert_eq(a->u.queue_admit.credit_milli, b->u.queue_admit.credit_milli);
+        break;
     default:
         cr_assert_fail("unexpected record type %d", (int)a->type);
     }
@@ -286,7 +385,7 @@ static void assert_rec_eq(const engine_record *a, const engine_record *b)
 
 static bool valid_type(int t)
 {
-    return t >= ENGINE_REC_LAYOUT_CREATE && t <= ENGINE_REC_BOOKING_CANCEL;
+    return t >= ENGINE_REC_LAYOUT_CREATE && t <= ENGINE_REC_QUEUE_ADMIT;
 }
 
 /* ---- Round trips ---------------------------------------------------------- */
@@ -295,7 +394,7 @@ Test(engine_record, every_small_record_round_trips_field_by_field)
 {
     engine_record in[SAMPLE_COUNT];
     samples(in);
-    bool seen[ENGINE_REC_BOOKING_CANCEL + 1] = {false};
+    bool seen[ENGINE_REC_QUEUE_ADMIT + 1] = {false};
     for (int i = 0; i < SAMPLE_COUNT; i++) {
         const char *name = engine_record_type_name(in[i].type);
         uint8_t buf[ENGINE_RECORD_SMALL_MAX];
@@ -312,7 +411,7 @@ Test(engine_record, every_small_record_round_trips_field_by_field)
         cr_assert_arr_eq(again, buf, (size_t)n, "%s re-encodes differently", name);
         seen[in[i].type] = true;
     }
-    for (int t = ENGINE_REC_LAYOUT_DELETE; t <= ENGINE_REC_BOOKING_CANCEL; t++) {
+    for (int t = ENGINE_REC_LAYOUT_DELETE; t <= ENGINE_REC_QUEUE_ADMIT; t++) {
         cr_assert(seen[t], "no sample of type %d", t);
     }
 }
@@ -432,7 +531,7 @@ Test(engine_record, encode_rejects_records_that_cannot_be_encoded)
     engine_record r = in[0];
     r.type = (engine_record_type)0;
     cr_assert_eq(engine_record_encode(&r, buf, sizeof buf), ENGINE_EINVAL);
-    r.type = (engine_record_type)(ENGINE_REC_BOOKING_CANCEL + 1);
+    r.type = (engine_record_type)(ENGINE_REC_QUEUE_ADMIT + 1);
     cr_assert_eq(engine_record_encode(&r, buf, sizeof buf), ENGINE_EINVAL);
     r.type = (engine_record_type)255;
     cr_assert_eq(engine_record_encode(&r, buf, sizeof buf), ENGINE_EINVAL);
@@ -530,7 +629,7 @@ Test(engine_record, decode_rejects_an_unknown_type)
         }
     }
     cr_assert_geq(at, 0, "no byte holds the record type");
-    const uint8_t bad[] = {0, ENGINE_REC_BOOKING_CANCEL + 1, 12, 0x7f, 0x80, 0xff};
+    const uint8_t bad[] = {0, ENGINE_REC_QUEUE_ADMIT + 1, 21, 0x7f, 0x80, 0xff};
     for (size_t k = 0; k < sizeof bad; k++) {
         uint8_t buf[ENGINE_RECORD_SMALL_MAX];
         memcpy(buf, rel, (size_t)nr);
@@ -873,8 +972,8 @@ Test(engine_record, apply_refuses_hand_built_records_on_an_empty_engine)
 
 Test(engine_record, record_type_names_are_distinct_snake_case)
 {
-    const char *names[ENGINE_REC_BOOKING_CANCEL + 1] = {NULL};
-    for (int t = ENGINE_REC_LAYOUT_CREATE; t <= ENGINE_REC_BOOKING_CANCEL; t++) {
+    const char *names[ENGINE_REC_QUEUE_ADMIT + 1] = {NULL};
+    for (int t = ENGINE_REC_LAYOUT_CREATE; t <= ENGINE_REC_QUEUE_ADMIT; t++) {
         const char *n = engine_record_type_name((engine_record_type)t);
         cr_assert_not_null(n, "type %d", t);
         cr_assert(is_snake_case(n), "type %d: \"%s\" is not snake_case", t, n);
@@ -886,7 +985,7 @@ Test(engine_record, record_type_names_are_distinct_snake_case)
     }
     cr_assert_str_eq(engine_record_type_name(ENGINE_REC_HOLD_PLACE), "hold_place");
     cr_assert_str_eq(engine_record_type_name((engine_record_type)0), "unknown");
-    cr_assert_str_eq(engine_record_type_name((engine_record_type)11), "unknown");
+    cr_assert_str_eq(engine_record_type_name((engine_record_type)20), "unknown");
     cr_assert_str_eq(engine_record_type_name((engine_record_type)-1), "unknown");
     cr_assert_str_eq(engine_record_type_name((engine_record_type)100000), "unknown");
 }

@@ -434,10 +434,10 @@ static json_t *item_want(const world *w, const engine_item *it, const char **typ
         cr_assert_eq(h.amount, it->key == w->h2 ? 25000u : 15000u);
         repl_time_format(h.created_ms, true, t1);
         repl_time_format(h.expires_ms, true, t2);
-        return json_pack("{sI sI sI so sI ss ss ss}", "hold_id", (json_int_t)h.id, "showtime_id",
+        return json_pack("{sI sI sI so sI ss ss ss sb}", "hold_id", (json_int_t)h.id, "showtime_id",
                          (json_int_t)h.showtime_id, "user_id", (json_int_t)h.user_id, "seats",
                          ints(h.seats, h.seat_count), "amount", (json_int_t)h.amount, "currency",
-                         "INR", "reserved_at", t1, "expires_at", t2);
+                         "INR", "reserved_at", t1, "expires_at", t2, "offer", h.offer);
     }
     *type = "snapshot.booking";
     engine_booking_info bk;

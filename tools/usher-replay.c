@@ -287,6 +287,44 @@ static void json_fields(FILE *f, const engine_record *r)
         fprintf(f, ",\"booking_id\":%" PRIu64 ",\"refund\":%" PRIu64,
                 r->u.booking_cancel.booking_id, r->u.booking_cancel.refund);
         break;
+    case ENGINE_REC_SHOWTIME_PRICE:
+        fprintf(f, ",\"showtime_id\":%" PRIu64 ",\"prices\":", r->u.showtime_price.showtime_id);
+        json_seats(f, r->u.showtime_price.prices, r->u.showtime_price.price_count);
+        break;
+    case ENGINE_REC_WAITLIST_JOIN:
+        fprintf(f,
+                ",\"showtime_id\":%" PRIu64 ",\"user_id\":%" PRIu64 ",\"count\":%" PRIu32
+                ",\"category\":%" PRIu32,
+                r->u.waitlist_join.showtime_id, r->u.waitlist_join.user_id,
+                r->u.waitlist_join.count, r->u.waitlist_join.category);
+        break;
+    case ENGINE_REC_WAITLIST_OFFER:
+        fprintf(f,
+                ",\"hold_id\":%" PRIu64 ",\"showtime_id\":%" PRIu64 ",\"user_id\":%" PRIu64
+                ",\"expires_ms\":%" PRId64 ",\"amount\":%" PRIu64 ",\"seats\":",
+                r->u.hold_place.hold_id, r->u.hold_place.showtime_id, r->u.hold_place.user_id,
+                r->u.hold_place.expires_ms, r->u.hold_place.amount);
+        json_seats(f, r->u.hold_place.seats, r->u.hold_place.seat_count);
+        break;
+    case ENGINE_REC_WAITLIST_LEAVE:
+    case ENGINE_REC_QUEUE_JOIN:
+    case ENGINE_REC_QUEUE_LEAVE:
+        fprintf(f, ",\"showtime_id\":%" PRIu64 ",\"user_id\":%" PRIu64,
+                r->u.onsale_user.showtime_id, r->u.onsale_user.user_id);
+        break;
+    case ENGINE_REC_QUEUE_SET:
+        fprintf(f, ",\"showtime_id\":%" PRIu64 ",\"rate_per_s\":%" PRIu32 ",\"start_ms\":%" PRId64,
+                r->u.queue_set.showtime_id, r->u.queue_set.rate_per_s, r->u.queue_set.start_ms);
+        break;
+    case ENGINE_REC_QUEUE_START:
+        fprintf(f, ",\"showtime_id\":%" PRIu64 ",\"seed\":%" PRIu64, r->u.queue_start.showtime_id,
+                r->u.queue_start.seed);
+        break;
+    case ENGINE_REC_QUEUE_ADMIT:
+        fprintf(f, ",\"showtime_id\":%" PRIu64 ",\"cursor\":%" PRIu32 ",\"credit_milli\":%" PRIu64,
+                r->u.queue_admit.showtime_id, r->u.queue_admit.cursor,
+                r->u.queue_admit.credit_milli);
+        break;
     }
 }
 
