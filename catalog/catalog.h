@@ -282,4 +282,11 @@ int catalog_showtime_rows(catalog_read *r, uint32_t shard, catalog_row_cb cb, vo
  */
 int catalog_refs_count(catalog_read *r, catalog_kind kind, uint64_t id, uint64_t *count);
 
+/**
+ * Parses a UTC time "YYYY-MM-DDTHH:MM:SSZ" (as showtimes' start_time) into
+ * milliseconds since the epoch. Returns 0, or 1 with *why (a static sentence
+ * an API can give as the reason).
+ */
+int catalog_time_parse(const char *s, size_t n, int64_t *ms, const char **why);
+
 #endif /* USHER_CATALOG_H */

@@ -224,6 +224,13 @@ static bool digits(const char *s, size_t n, unsigned *out)
 /* "YYYY-MM-DDTHH:MM:SSZ" (RFC 3339, UTC, no offset, no leap second); with
  * `fraction`, ".d" up to ".ddddddddd" may come before the Z (dropped below a
  * millisecond). Returns 0 with *ms, or 1 with *why (a static sentence). */
+static int parse_utc(const char *s, size_t n, bool fraction, int64_t *ms, const char **why);
+
+int catalog_time_parse(const char *s, size_t n, int64_t *ms, const char **why)
+{
+    return parse_utc(s, n, false, ms, why);
+}
+
 static int parse_utc(const char *s, size_t n, bool fraction, int64_t *ms, const char **why)
 {
     static const char *const format =

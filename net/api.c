@@ -17,6 +17,10 @@
 
 #include <ctype.h>
 #include <inttypes.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -342,6 +346,7 @@ void net__holds_sweep(net_shard *sh, int64_t now)
         }
         atomic_fetch_add(&sh->m.expiries, n);
     } while (n == 64);
+    net__onsale_steps(sh, now); /* freed seats go to waiters first */
 }
 
 static bool hold_expired_recently(net_shard *sh, uint64_t id)
@@ -1156,12 +1161,41 @@ static int showtime_engine_put(net_shard *sh, net_request *r, catalog_read *rd, 
      * after the engine record and before the catalog record (neither was
      * acknowledged). Such a leftover has no holds; it is replaced. */
     uint64_t old_layout = 0;
+    int64_t old_start = 0;
+    int64_t start = (int64_t)json_integer_value(json_object_get(st, "start_ms"));
+    if (engine_showtime_get(sh->e, id, &old_layout, &old_start, NULL) && old_layout == screen_id &&
+        old_start == start) {
+        /* Same screen and start: only the prices may change, and a price
+         * change keeps the showtime's holds, bookings, waiting list and queue
+         * (a live hold keeps the amount it was placed at). */
+        json_t *screen = catalog_get_json(rd, CATALOG_SCREEN, screen_id);
+        catalog_ctx ctx;
+        memset(&ctx, 0, sizeof(ctx));
+        catalog_layout_categories(screen, &ctx);
+        json_decref(screen);
+        uint32_t prices[ENGINE_CATEGORIES_MAX], now_prices[ENGINE_CATEGORIES_MAX];
+        catalog_showtime_prices(st, &ctx, prices);
+        engine_showtime_get(sh->e, id, NULL, NULL, now_prices);
+        if (memcmp(prices, now_prices, ctx.category_count * sizeof(prices[0])) == 0)
+            return 0;
+        if (engine_showtime_price_set(sh->e, now, id, prices, ctx.category_count, &rec) !=
+            ENGINE_OK) {
+            problem(r, 500, "internal", "Internal error", "the engine refused the prices", NULL,
+                    NULL, NULL);
+            return -1;
+        }
+        if (net__journal(sh, &rec) < 0) {
+            wal_append_failed(r, -1);
+            return -1;
+        }
+        return 0;
+    }
     if (engine_showtime_get(sh->e, id, &old_layout, NULL, NULL)) {
         engine_result er = engine_showtime_delete(sh->e, now, id, &rec);
         if (er == ENGINE_SHOWTIME_IN_USE) {
             problem(r, 409, "showtime-in-use", "Showtime in use",
-                    "the showtime has live holds or confirmed bookings; its screen, start and "
-                    "prices cannot change",
+                    "the showtime has live holds, confirmed bookings, a waiting list or a "
+                    "virtual queue; its screen and start cannot change (its prices can)",
                     NULL, NULL, NULL);
             return -1;
         }
@@ -1177,7 +1211,6 @@ static int showtime_engine_put(net_shard *sh, net_request *r, catalog_read *rd, 
     json_decref(screen);
     uint32_t prices[ENGINE_CATEGORIES_MAX];
     catalog_showtime_prices(st, &ctx, prices);
-    int64_t start = (int64_t)json_integer_value(json_object_get(st, "start_ms"));
     int rc =
         engine_showtime_create(sh->e, now, id, screen_id, start, prices, ctx.category_count, &rec);
     if (rc != 0) {
@@ -2267,7 +2300,7 @@ static void hold_text(net_shard *sh, const engine_hold_info *h, jtext *t)
     int64_t left = h->expires_ms - net__now_ms(sh);
     jt_lit(t, ",\"expires_in_s\":");
     jt_i64(t, left > 0 ? (left + 999) / 1000 : 0);
-    jt_lit(t, "}");
+    jt_lit(t, h->offer ? ",\"source\":\"waitlist\"}" : ",\"source\":\"reserve\"}");
 }
 
 static const char *payment_name(engine_payment p)
@@ -2373,6 +2406,9 @@ static void refusal(net_shard *sh, net_request *r, engine_result er, uint64_t la
     }
 }
 
+static bool admission_ok(net_shard *sh, net_request *r, uint64_t user, uint64_t showtime,
+                         int64_t now);
+
 static void run_reserve(net_shard *sh, net_job *j)
 {
     net_request *r = j->req;
@@ -2390,6 +2426,8 @@ static void run_reserve(net_shard *sh, net_job *j)
         refusal(sh, r, ENGINE_UNKNOWN_SHOWTIME, 0, NULL, 0);
         goto refused;
     }
+    if (!admission_ok(sh, r, j->user_id, j->id, now))
+        goto refused;
     const net_reserve_args *a = &r->reserve;
     if (a->nseats > 0) {
         uint32_t idx[ENGINE_HOLD_SEATS_MAX];
@@ -2598,6 +2636,7 @@ static void run_release(net_shard *sh, net_job *j)
     if (lsn < 0)
         return;
     atomic_fetch_add(&sh->m.releases, 1);
+    net__onsale_steps(sh, rec.time_ms);
     net__respond(r, 204, "application/json", NULL, NULL, 0);
     job_done(sh, j, (uint64_t)lsn, false);
 }
@@ -2738,6 +2777,7 @@ static void run_cancel(net_shard *sh, net_job *j)
     if (lsn < 0)
         return;
     atomic_fetch_add(&sh->m.cancels, 1);
+    net__onsale_steps(sh, rec.time_ms);
     engine_booking_info b;
     NET_ASSERT(engine_booking_get(sh->e, j->id, &b));
     respond_json(r, 200, booking_json(sh, &b), NULL);
@@ -2781,11 +2821,25 @@ static void mb_part_run(net_shard *sh, net_job *j)
     uint32_t want = (uint32_t)(page * limit);
     uint64_t *ids = malloc(want * sizeof(*ids));
     NET_ASSERT(ids != NULL);
-    uint32_t total = engine_user_bookings(sh->e, j->user_id, 0, ids, want);
+    bool holds = r->route_id >= 0 && strcmp(r->route, "/api/bookings/my-holds") == 0;
+    if (holds && atomic_load(&sh->wal_error) == 0)
+        net__holds_sweep(sh, net__now_ms(sh));
+    uint32_t total = holds ? engine_user_holds(sh->e, j->user_id, 0, ids, want)
+                           : engine_user_bookings(sh->e, j->user_id, 0, ids, want);
     uint32_t n = total < want ? total : want;
     mb_item *items = calloc(n ? n : 1, sizeof(*items));
     NET_ASSERT(items != NULL);
     for (uint32_t i = 0; i < n; i++) {
+        if (holds) { /* newest first, as bookings */
+            engine_hold_info h;
+            NET_ASSERT(engine_hold_get(sh->e, ids[i], &h));
+            jtext t;
+            hold_text(sh, &h, &t);
+            items[i] =
+                (mb_item){.confirmed_ms = h.created_ms, .id = h.id, .json = strndup(t.buf, t.n)};
+            jt_free(&t);
+            continue;
+        }
         engine_booking_info b;
         NET_ASSERT(engine_booking_get(sh->e, ids[i], &b));
         json_t *o = booking_json(sh, &b);
@@ -2864,6 +2918,429 @@ static void h_my_bookings(net_request *r)
     scatter(r, mb_part_run, mb_gather);
 }
 
+/* ---- On-sale: waiting lists and virtual queues ---------------------------------------------- */
+
+enum {
+    ONSALE_STEPS_MAX = 512,     /* on-sale steps per call; the rest on the next tick */
+    QUEUE_RATE_MAX = 1000000,   /* admissions per second a queue may be set to */
+    ADMISSION_TOKEN_TTL_S = 120 /* an admission token lives at most this long */
+};
+
+void net__onsale_steps(net_shard *sh, int64_t now)
+{
+    if (atomic_load(&sh->wal_error) != 0)
+        return;
+    engine_record rec;
+    for (int i = 0; i < ONSALE_STEPS_MAX; i++) {
+        uint64_t seed; /* only a queue start uses it: the shuffle must be unpredictable */
+        randombytes_buf(&seed, sizeof(seed));
+        if (engine_onsale_next(sh->e, now, seed, &rec) != ENGINE_OK)
+            return; /* nothing due, or the hold pool is full: the next tick retries */
+        if (net__journal(sh, &rec) < 0)
+            return; /* the shard fail-stops (server.c) */
+        if (rec.type == ENGINE_REC_WAITLIST_OFFER)
+            atomic_fetch_add(&sh->m.holds, 1);
+    }
+}
+
+/* The admission token: "a1.<expiry, unix seconds>.<base64url of the first 16
+ * bytes of HMAC-SHA256(jwt secret, "usher-admit|user|showtime|expiry")>". */
+static void admission_mac(net_server *s, uint64_t user, uint64_t showtime, int64_t exp_s,
+                          uint8_t mac[32])
+{
+    char msg[96];
+    int n = snprintf(msg, sizeof(msg), "usher-admit|%" PRIu64 "|%" PRIu64 "|%" PRId64, user,
+                     showtime, exp_s);
+    unsigned int len = 32;
+    NET_ASSERT(n > 0 && (size_t)n < sizeof(msg) &&
+               HMAC(EVP_sha256(), s->jwt.secret, (int)s->jwt.secret_len, (const uint8_t *)msg,
+                    (size_t)n, mac, &len) != NULL);
+}
+
+static void admission_token(net_server *s, uint64_t user, uint64_t showtime, int64_t exp_s,
+                            char out[64])
+{
+    uint8_t mac[32];
+    admission_mac(s, user, showtime, exp_s, mac);
+    int n = snprintf(out, 64, "a1.%" PRId64 ".", exp_s);
+    size_t m = 0;
+    NET_ASSERT(n > 0 && auth_base64url_encode(mac, 16, out + n, 64 - (size_t)n, &m) == 0);
+}
+
+/* Reserve on a showtime with a virtual queue needs a valid admission token
+ * for this user and showtime. False when it answered 403. */
+static bool admission_ok(net_shard *sh, net_request *r, uint64_t user, uint64_t showtime,
+                         int64_t now)
+{
+    engine_queue_info qi;
+    if (!engine_queue_get(sh->e, showtime, &qi))
+        return true;
+    const char *t = r->admission_token, *why = NULL;
+    char *end = NULL;
+    int64_t exp_s = 0;
+    if (t[0] == '\0') {
+        why = "this showtime sells through a virtual queue: join it (POST "
+              "/api/showtimes/{id}/queue/join) and send the admission token GET "
+              "/api/showtimes/{id}/queue/me gives once admitted, in the Admission-Token header";
+    } else if (strncmp(t, "a1.", 3) != 0 || (exp_s = strtoll(t + 3, &end, 10)) <= 0 ||
+               *end != '.') {
+        why = "the admission token is malformed";
+    } else if (exp_s * 1000 <= now) {
+        why = "the admission token expired: GET /api/showtimes/{id}/queue/me gives a new one "
+              "while the admission lasts";
+    } else {
+        char want[64];
+        admission_token(srv(r), user, showtime, exp_s, want);
+        size_t n = strlen(want);
+        if (strlen(t) != n || CRYPTO_memcmp(want, t, n) != 0)
+            why = "the admission token is not valid for this user and showtime";
+    }
+    if (why == NULL)
+        return true;
+    problem(r, 403, "admission-required", "Admission required", why, "admission-token", NULL, NULL);
+    return false;
+}
+
+static json_t *category_json(net_shard *sh, uint64_t showtime, uint32_t cat)
+{
+    uint64_t layout = 0;
+    engine_showtime_get(sh->e, showtime, &layout, NULL, NULL);
+    const char *name =
+        cat == ENGINE_CATEGORY_ANY ? NULL : engine_layout_category_name(sh->e, layout, cat);
+    return name != NULL ? json_string(name) : json_null();
+}
+
+static json_t *waiter_json(net_shard *sh, uint64_t showtime, const engine_waiter_info *w)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "showtime_id", json_integer((json_int_t)showtime));
+    json_object_set_new(o, "position", json_integer(w->position));
+    json_object_set_new(o, "waiting", json_integer(engine_waitlist_length(sh->e, showtime)));
+    json_object_set_new(o, "count", json_integer(w->count));
+    json_object_set_new(o, "category", category_json(sh, showtime, w->category));
+    json_object_set_new(o, "joined_at", json_time(w->joined_ms));
+    return o;
+}
+
+static void onsale_refusal(net_shard *sh, net_request *r, int rc)
+{
+    switch (rc) {
+    case ENGINE_SEATS_AVAILABLE:
+        problem(r, 409, "seats-available", "Seats available",
+                "seats that fit this request are free: reserve them instead", "count", NULL, NULL);
+        break;
+    case ENGINE_ALREADY_WAITING:
+        problem(r, 409, "already-waiting", "Already waiting",
+                "you are on this showtime's waiting list already (GET it for your position)", NULL,
+                NULL, NULL);
+        break;
+    case ENGINE_NOT_WAITING:
+        problem(r, 404, "not-waiting", "Not waiting", "you are not in this line", NULL, NULL, NULL);
+        break;
+    case ENGINE_NO_QUEUE:
+        problem(r, 404, "no-queue", "No queue", "this showtime has no virtual queue", NULL, NULL,
+                NULL);
+        break;
+    case ENGINE_QUEUE_STARTED:
+        problem(r, 409, "queue-started", "Queue started",
+                "the queue's start time has passed: it cannot move (the rate can change)",
+                "start_time", NULL, NULL);
+        break;
+    case ENGINE_UNKNOWN_CATEGORY:
+        bad_field(r, "category", "no such seat category in this showtime");
+        break;
+    case ENGINE_BAD_COUNT:
+        bad_field(r, "count", "between 1 and the per-hold maximum of seats");
+        break;
+    case ENGINE_CAPACITY:
+        busy(r, "this line is as long as it may be");
+        break;
+    case ENGINE_ENOMEM:
+        busy(r, "out of memory");
+        break;
+    default:
+        refusal(sh, r, (engine_result)rc, 0, NULL, 0);
+        break;
+    }
+}
+
+static void run_waitlist(net_shard *sh, net_job *j)
+{
+    net_request *r = j->req;
+    engine_record rec;
+    engine_waiter_info w;
+    int64_t now = net__now_ms(sh);
+    if (r->method == HTTP_GET) {
+        if (!engine_showtime_get(sh->e, j->id, NULL, NULL, NULL))
+            refusal(sh, r, ENGINE_UNKNOWN_SHOWTIME, 0, NULL, 0);
+        else if (!engine_waitlist_get(sh->e, j->id, j->user_id, &w))
+            onsale_refusal(sh, r, ENGINE_NOT_WAITING);
+        else
+            respond_json(r, 200, waiter_json(sh, j->id, &w), NULL);
+        job_done(sh, j, observed_lsn(sh), false);
+        return;
+    }
+    if (write_refused(sh, r)) {
+        job_done(sh, j, 0, false);
+        return;
+    }
+    net__holds_sweep(sh, now);
+    int rc;
+    if (r->method == HTTP_DELETE) {
+        rc = engine_waitlist_leave(sh->e, now, j->id, j->user_id, &rec);
+    } else {
+        uint64_t layout = 0;
+        uint32_t cat = ENGINE_CATEGORY_ANY;
+        const char *name = json_string_value(json_object_get(j->body, "category"));
+        rc = engine_showtime_get(sh->e, j->id, &layout, NULL, NULL) ? ENGINE_OK
+                                                                    : ENGINE_UNKNOWN_SHOWTIME;
+        if (rc == ENGINE_OK && name != NULL) {
+            uint32_t ncat = engine_layout_category_count(sh->e, layout);
+            for (cat = 0;
+                 cat < ncat && !str_ieq(engine_layout_category_name(sh->e, layout, cat), name);)
+                cat++;
+            if (cat == ncat)
+                rc = ENGINE_UNKNOWN_CATEGORY;
+        }
+        if (rc == ENGINE_OK)
+            rc = engine_waitlist_join(
+                sh->e, now, j->id, j->user_id,
+                (uint32_t)json_integer_value(json_object_get(j->body, "count")), cat, &rec);
+    }
+    if (rc != ENGINE_OK) {
+        onsale_refusal(sh, r, rc);
+        job_done(sh, j, observed_lsn(sh), false);
+        return;
+    }
+    int64_t lsn = journal_or_answer(sh, j, &rec);
+    if (lsn < 0)
+        return;
+    if (r->method == HTTP_DELETE) {
+        net__respond(r, 204, "application/json", NULL, NULL, 0);
+    } else {
+        NET_ASSERT(engine_waitlist_get(sh->e, j->id, j->user_id, &w));
+        respond_json(r, 201, waiter_json(sh, j->id, &w), NULL);
+    }
+    job_done(sh, j, (uint64_t)lsn, false);
+}
+
+static void h_waitlist(net_request *r)
+{
+    if (r->method == HTTP_POST) {
+        json_t *b = body_object(r);
+        if (b == NULL)
+            return;
+        r->job.body = b;
+        static const char *const fields[] = {"count", "category", NULL};
+        if (!only_fields(r, b, fields))
+            return;
+        json_t *count = json_object_get(b, "count"), *cat = json_object_get(b, "category");
+        uint32_t max = srv(r)->cfg.engine.max_seats_per_hold;
+        if (!json_is_integer(count) || json_integer_value(count) < 1 ||
+            json_integer_value(count) > max) {
+            char reason[64];
+            snprintf(reason, sizeof(reason), "must be an integer from 1 to %" PRIu32, max);
+            bad_field(r, "count", reason);
+            return;
+        }
+        if (cat != NULL && (!json_is_string(cat) || json_string_length(cat) == 0 ||
+                            json_string_length(cat) >= ENGINE_NAME_MAX)) {
+            bad_field(r, "category", "must be a seat category name; leave it out for any");
+            return;
+        }
+    }
+    send_job(r, shard_of_showtime(r, r->job.id), run_waitlist);
+}
+
+static json_t *queue_json(net_shard *sh, uint64_t showtime, const engine_queue_info *q)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "showtime_id", json_integer((json_int_t)showtime));
+    json_object_set_new(o, "rate_per_second", json_integer(q->rate_per_s));
+    json_object_set_new(o, "start_time", json_time(q->start_ms));
+    json_object_set_new(o, "started", json_boolean(q->started));
+    json_object_set_new(o, "waiting", json_integer(q->waiting));
+    json_object_set_new(o, "admitted", json_integer(q->admitted));
+    json_object_set_new(o, "places_taken", json_integer(q->places));
+    json_object_set_new(
+        o, "admission_window_s",
+        json_integer((json_int_t)(sh->server->cfg.engine.queue_admit_window_ms / 1000)));
+    return o;
+}
+
+/* GET (anyone), PUT and DELETE (admin) /api/showtimes/:id/queue */
+static void run_queue(net_shard *sh, net_job *j)
+{
+    net_request *r = j->req;
+    engine_queue_info q;
+    int64_t now = net__now_ms(sh);
+    if (r->method == HTTP_GET) {
+        if (!engine_showtime_get(sh->e, j->id, NULL, NULL, NULL))
+            refusal(sh, r, ENGINE_UNKNOWN_SHOWTIME, 0, NULL, 0);
+        else if (!engine_queue_get(sh->e, j->id, &q))
+            onsale_refusal(sh, r, ENGINE_NO_QUEUE);
+        else
+            respond_json(r, 200, queue_json(sh, j->id, &q), NULL);
+        job_done(sh, j, observed_lsn(sh), false);
+        return;
+    }
+    if (write_refused(sh, r)) {
+        job_done(sh, j, 0, false);
+        return;
+    }
+    engine_record rec;
+    uint32_t rate = 0;
+    int64_t start = 0;
+    if (r->method == HTTP_PUT) {
+        rate = (uint32_t)json_integer_value(json_object_get(j->body, "rate_per_second"));
+        json_t *st = json_object_get(j->body, "start_time");
+        start = now;
+        const char *why;
+        if (st != NULL)
+            NET_ASSERT(catalog_time_parse(json_string_value(st), json_string_length(st), &start,
+                                          &why) == 0); /* checked at the origin */
+        else if (engine_queue_get(sh->e, j->id, &q))
+            start = q.start_ms; /* only the rate changes */
+    }
+    int rc = engine_queue_set(sh->e, now, j->id, rate, start, &rec);
+    if (rc != ENGINE_OK) {
+        onsale_refusal(sh, r, rc);
+        job_done(sh, j, observed_lsn(sh), false);
+        return;
+    }
+    int64_t lsn = journal_or_answer(sh, j, &rec);
+    if (lsn < 0)
+        return;
+    if (rate == 0) {
+        net__respond(r, 204, "application/json", NULL, NULL, 0);
+    } else {
+        NET_ASSERT(engine_queue_get(sh->e, j->id, &q));
+        respond_json(r, 200, queue_json(sh, j->id, &q), NULL);
+    }
+    job_done(sh, j, (uint64_t)lsn, false);
+}
+
+static void h_queue(net_request *r)
+{
+    if (r->method == HTTP_PUT) {
+        json_t *b = body_object(r);
+        if (b == NULL)
+            return;
+        r->job.body = b;
+        static const char *const fields[] = {"rate_per_second", "start_time", NULL};
+        if (!only_fields(r, b, fields))
+            return;
+        json_t *rate = json_object_get(b, "rate_per_second"),
+               *st = json_object_get(b, "start_time");
+        if (!json_is_integer(rate) || json_integer_value(rate) < 1 ||
+            json_integer_value(rate) > QUEUE_RATE_MAX) {
+            bad_field(r, "rate_per_second",
+                      "must be an integer from 1 to 1000000 (users admitted a second)");
+            return;
+        }
+        int64_t ms;
+        const char *why = "must be a string: a UTC time like \"2026-11-21T18:30:00Z\"";
+        if (st != NULL &&
+            (!json_is_string(st) ||
+             catalog_time_parse(json_string_value(st), json_string_length(st), &ms, &why) != 0)) {
+            bad_field(r, "start_time", why);
+            return;
+        }
+    }
+    send_job(r, shard_of_showtime(r, r->job.id), run_queue);
+}
+
+/* POST /queue/join, GET and DELETE /queue/me */
+static void run_queue_me(net_shard *sh, net_job *j)
+{
+    net_request *r = j->req;
+    int64_t now = net__now_ms(sh);
+    engine_record rec;
+    engine_queue_info q;
+    uint64_t lsn = observed_lsn(sh);
+    int rc = ENGINE_OK;
+    bool joined = false;
+    if (!engine_showtime_get(sh->e, j->id, NULL, NULL, NULL))
+        rc = ENGINE_UNKNOWN_SHOWTIME;
+    else if (!engine_queue_get(sh->e, j->id, &q))
+        rc = ENGINE_NO_QUEUE;
+    if (rc == ENGINE_OK && r->method != HTTP_GET) {
+        if (write_refused(sh, r)) {
+            job_done(sh, j, 0, false);
+            return;
+        }
+        net__onsale_steps(sh, now); /* an admission due now counts */
+        if (r->method == HTTP_DELETE)
+            rc = (int)engine_queue_leave(sh->e, now, j->id, j->user_id, &rec);
+        else
+            rc = engine_queue_join(sh->e, now, j->id, j->user_id, &joined, &rec);
+        if (rc == ENGINE_OK && (r->method == HTTP_DELETE || joined)) {
+            int64_t l = journal_or_answer(sh, j, &rec);
+            if (l < 0)
+                return;
+            lsn = (uint64_t)l;
+        }
+    }
+    engine_queue_user u = engine_queue_user_get(sh->e, j->id, j->user_id, now);
+    if (rc == ENGINE_OK && r->method == HTTP_GET && u.state == ENGINE_QUEUE_NONE)
+        rc = ENGINE_NOT_WAITING;
+    if (rc != ENGINE_OK) {
+        onsale_refusal(sh, r, rc);
+        job_done(sh, j, lsn, false);
+        return;
+    }
+    if (r->method == HTTP_DELETE) {
+        net__respond(r, 204, "application/json", NULL, NULL, 0);
+        job_done(sh, j, lsn, false);
+        return;
+    }
+    NET_ASSERT(engine_queue_get(sh->e, j->id, &q));
+    static const char *const states[] = {"none", "prequeue", "waiting", "admitted", "lapsed"};
+    json_t *o = json_object();
+    json_object_set_new(o, "showtime_id", json_integer((json_int_t)j->id));
+    json_object_set_new(o, "state", json_string(states[u.state]));
+    json_object_set_new(o, "start_time", json_time(q.start_ms));
+    json_object_set_new(o, "rate_per_second", json_integer(q.rate_per_s));
+    if (u.state == ENGINE_QUEUE_WAITING) {
+        json_object_set_new(o, "position", json_integer(u.position));
+        json_object_set_new(o, "estimated_wait_s",
+                            json_integer((u.position + q.rate_per_s - 1) / q.rate_per_s));
+    } else if (u.state == ENGINE_QUEUE_PREQUEUE) {
+        /* Places are drawn at random at the start: on average half the early joiners are ahead. */
+        int64_t to_start = q.start_ms > now ? (q.start_ms - now + 999) / 1000 : 0;
+        json_object_set_new(o, "position", json_null());
+        json_object_set_new(o, "early_joiners", json_integer(q.waiting));
+        json_object_set_new(
+            o, "estimated_wait_s",
+            json_integer(to_start + (q.waiting / 2 + q.rate_per_s - 1) / q.rate_per_s));
+    } else if (u.state == ENGINE_QUEUE_ADMITTED) {
+        int64_t exp_s = now / 1000 + ADMISSION_TOKEN_TTL_S;
+        if (exp_s > u.until_ms / 1000)
+            exp_s = u.until_ms / 1000;
+        char tok[64];
+        admission_token(srv(r), j->user_id, j->id, exp_s, tok);
+        json_object_set_new(o, "admitted_at", json_time(u.admitted_ms));
+        json_object_set_new(o, "admitted_until", json_time(u.until_ms));
+        json_object_set_new(o, "admission_token", json_string(tok));
+        json_object_set_new(o, "admission_token_expires_at", json_time(exp_s * 1000));
+    } else if (u.state == ENGINE_QUEUE_LAPSED) {
+        json_object_set_new(o, "admitted_at", json_time(u.admitted_ms));
+        json_object_set_new(o, "admitted_until", json_time(u.until_ms));
+    }
+    respond_json(r, joined ? 201 : 200, o, NULL);
+    job_done(sh, j, lsn, false);
+}
+
+static void h_queue_me(net_request *r)
+{
+    send_job(r, shard_of_showtime(r, r->job.id), run_queue_me);
+}
+
+static void h_my_holds(net_request *r)
+{
+    h_my_bookings(r);
+}
+
 /* ---- Routing ------------------------------------------------------------------------------------
  */
 
@@ -2884,6 +3361,7 @@ static const route routes[] = {
     {HTTP_POST, "/api/bookings/reserve", h_reserve, AUTH_USER, false},
     {HTTP_POST, "/api/bookings/confirm", h_confirm, AUTH_USER, false},
     {HTTP_GET, "/api/bookings/my-bookings", h_my_bookings, AUTH_USER, false},
+    {HTTP_GET, "/api/bookings/my-holds", h_my_holds, AUTH_USER, false},
     {HTTP_GET, "/api/bookings/:id", h_booking, AUTH_USER, false},
     {HTTP_POST, "/api/bookings/:id/cancel", h_booking, AUTH_USER, false},
     {HTTP_GET, "/api/holds/:id", h_hold, AUTH_USER, false},
@@ -2914,6 +3392,15 @@ static const route routes[] = {
     {HTTP_GET, "/api/showtimes/:id", h_catalog_get, AUTH_NONE, false},
     {HTTP_PATCH, "/api/showtimes/:id", h_catalog_update, AUTH_ADMIN, false},
     {HTTP_DELETE, "/api/showtimes/:id", h_catalog_delete, AUTH_ADMIN, false},
+    {HTTP_POST, "/api/showtimes/:id/waitlist", h_waitlist, AUTH_USER, false},
+    {HTTP_GET, "/api/showtimes/:id/waitlist", h_waitlist, AUTH_USER, false},
+    {HTTP_DELETE, "/api/showtimes/:id/waitlist", h_waitlist, AUTH_USER, false},
+    {HTTP_GET, "/api/showtimes/:id/queue", h_queue, AUTH_NONE, false},
+    {HTTP_PUT, "/api/showtimes/:id/queue", h_queue, AUTH_ADMIN, false},
+    {HTTP_DELETE, "/api/showtimes/:id/queue", h_queue, AUTH_ADMIN, false},
+    {HTTP_POST, "/api/showtimes/:id/queue/join", h_queue_me, AUTH_USER, false},
+    {HTTP_GET, "/api/showtimes/:id/queue/me", h_queue_me, AUTH_USER, false},
+    {HTTP_DELETE, "/api/showtimes/:id/queue/me", h_queue_me, AUTH_USER, false},
     {HTTP_GET, "/api/replication", net__route_replication, AUTH_REPL, true},
     {HTTP_GET, "/api/replication/snapshot", net__route_replication_snapshot, AUTH_REPL, true},
     {HTTP_GET, "/api/replication/status", net__route_replication_status, AUTH_REPL, false},

@@ -293,6 +293,7 @@ static net_request *request_new(net_conn *c)
             body[0] = '\0';
         r->url[0] = r->authorization[0] = r->idempotency_key[0] = '\0';
         r->if_none_match[0] = r->content_type[0] = r->expect[0] = '\0';
+        r->admission_token[0] = '\0';
     } else {
         r = calloc(1, sizeof(*r));
         NET_ASSERT(r != NULL);
@@ -673,6 +674,7 @@ static int on_header_field_complete(llhttp_t *p)
         WANTED("if-none-match", if_none_match),
         WANTED("content-type", content_type),
         WANTED("expect", expect),
+        WANTED("admission-token", admission_token),
     };
 #undef WANTED
     c->hdr_value_dst = NULL;

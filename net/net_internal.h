@@ -118,6 +118,7 @@ struct net_request {
     char if_none_match[128];
     char content_type[128];
     char expect[32];
+    char admission_token[96]; /* Admission-Token: a virtual queue's pass (api.c) */
     net_reserve_args reserve; /* POST /api/bookings/reserve: filled by h_reserve */
 };
 
@@ -427,6 +428,9 @@ int64_t net__now_ms(net_shard *sh);
 int64_t net__journal(net_shard *sh, const engine_record *rec);
 /* Expires due holds (journaled, remembered for "expired" answers). */
 void net__holds_sweep(net_shard *sh, int64_t now);
+/* Makes the on-sale steps that are due (waiting-list offers, queue starts
+ * and admissions), journaled (api.c). */
+void net__onsale_steps(net_shard *sh, int64_t now);
 
 /* mail.c */
 int net__mail_init(net_server *s);

@@ -311,7 +311,9 @@ static void on_tick(uv_timer_t *t)
     }
     if (atomic_load(&sh->wal_error) == 0) {
         /* Expired holds give their seats back; each expiry is journaled. */
-        net__holds_sweep(sh, net__now_ms(sh));
+        int64_t now = net__now_ms(sh);
+        net__holds_sweep(sh, now);
+        net__onsale_steps(sh, now); /* queue starts and admissions come due with time */
         snapshot_scheduler_tick(sh->sched, uv_now(&sh->loop));
     }
     net__catalog_kick(sh);

@@ -31,6 +31,10 @@ static const char *usage_text =
     "  --shards N                USHER_SHARDS           shard threads (default: CPUs, max 32);\n"
     "                                                   fixed when the data dir is created\n"
     "  --hold-ttl SECONDS        USHER_HOLD_TTL         seat hold lifetime (default 300)\n"
+    "  --offer-ttl SECONDS       USHER_OFFER_TTL        lifetime of a hold offered to a waiter\n"
+    "                                                   on a waiting list (default 600)\n"
+    "  --admission-window SECONDS USHER_ADMISSION_WINDOW a virtual queue's admitted user may\n"
+    "                                                   reserve this long (default 600)\n"
     "  --max-connections N       USHER_MAX_CONNECTIONS  open connections; beyond: 503 (20000)\n"
     "  --max-header-bytes N      USHER_MAX_HEADER_BYTES request line + headers; beyond: 431 "
     "(8192)\n"
@@ -101,6 +105,8 @@ static option opts[] = {
     {"--data-dir", "USHER_DATA_DIR", 's', 0, 0, NULL},
     {"--shards", "USHER_SHARDS", 'u', 1, 32, NULL},
     {"--hold-ttl", "USHER_HOLD_TTL", 'u', 10, 86400, NULL},
+    {"--offer-ttl", "USHER_OFFER_TTL", 'u', 5, 86400, NULL},
+    {"--admission-window", "USHER_ADMISSION_WINDOW", 'u', 10, 86400, NULL},
     {"--max-connections", "USHER_MAX_CONNECTIONS", 'u', 1, 1000000, NULL},
     {"--max-header-bytes", "USHER_MAX_HEADER_BYTES", 'u', 1024, 1048576, NULL},
     {"--max-body-bytes", "USHER_MAX_BODY_BYTES", 'u', 1024, 16777216, NULL},
@@ -293,6 +299,10 @@ int main(int argc, char **argv)
         if (c.engine.hold_max_lifetime_ms < c.engine.hold_ttl_ms)
             c.engine.hold_max_lifetime_ms = 3 * c.engine.hold_ttl_ms;
     }
+    if (opt_u("--offer-ttl", &v))
+        c.engine.offer_ttl_ms = v * 1000;
+    if (opt_u("--admission-window", &v))
+        c.engine.queue_admit_window_ms = v * 1000;
     if (opt_u("--max-connections", &v))
         c.connections_max = (uint32_t)v;
     if (opt_u("--max-header-bytes", &v))

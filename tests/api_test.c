@@ -1231,16 +1231,19 @@ Test(api, catalog_patch_merges_and_delete_removes)
     json_t *a1 = json_array_get(h_jget(map, "seats"), 0);
     cr_assert_str_eq(h_jstr(a1, "label"), "A1");
     cr_assert_eq(h_jint(a1, "price"), 11000, "the seat map has the new price");
-    /* ... but not while someone holds seats. */
+    /* ... also while someone holds seats (issue #7): the hold keeps its price. */
     user c = user_register("gina@example.com");
-    reserve_ok(&c, w.showtime, "A1");
+    uint64_t held = reserve_ok(&c, w.showtime, "A1");
     r = h_api("PATCH", P("/api/showtimes/%" PRIu64, w.showtime), admin.token, "{s:{s:i, s:i}}",
               "prices", "silver", 1, "gold", 2);
-    h_assert_problem_json(r, 409, "showtime-in-use", NULL);
+    h_assert_status(r, 200, "patch prices under a live hold");
     map = seatmap(w.showtime);
-    cr_assert_eq(h_jint(json_array_get(h_jget(map, "seats"), 0), "price"), 11000);
+    cr_assert_eq(h_jint(json_array_get(h_jget(map, "seats"), 1), "price"), 1);
     r = h_api("GET", P("/api/showtimes/%" PRIu64, w.showtime), NULL, NULL);
-    cr_assert_eq(h_jint(h_jget(r->json, "prices"), "silver"), 11000, "%s", r->body);
+    cr_assert_eq(h_jint(h_jget(r->json, "prices"), "silver"), 1, "%s", r->body);
+    r = h_api("GET", P("/api/holds/%" PRIu64, held), c.token, NULL);
+    h_assert_status(r, 200, "the hold");
+    cr_assert_eq(h_jint(r->json, "amount"), 11000, "a live hold keeps its price: %s", r->body);
 
     /* An unreferenced movie is deleted: 204, then 404. */
     uint64_t spare = movie_new(&admin, "Spare", "drama", "hindi");
