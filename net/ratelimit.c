@@ -393,7 +393,7 @@ void ratelimit_stats_get(ratelimit *rl, int64_t now_ms, ratelimit_stats *st)
         st->capacity += s->cap;
         st->bytes += (uint64_t)s->cap * (sizeof(entry) + sizeof(uint32_t));
         st->evicted_live += s->evicted_live;
-        for (uint32_t i = 0; i < s->used; i++)
+        for (uint32_t i = 0; now_ms >= 0 && i < s->used; i++)
             st->live += !is_dead(rl, &s->e[i], now_ms);
         pthread_mutex_unlock(&s->mu);
     }

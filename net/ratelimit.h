@@ -108,10 +108,10 @@ void ratelimit_give_back(ratelimit *rl, uint32_t policy, const void *key, size_t
                          int64_t now_ms);
 
 typedef struct ratelimit_stats {
-    uint64_t entries;      /* entries in use, dead ones included */
-    uint64_t live;         /* ... of which live at `now_ms` (counted: O(entries)) */
-    uint64_t capacity;     /* entries allocated */
-    uint64_t bytes;        /* memory of the arrays (entries and buckets) */
+    uint64_t entries;  /* entries in use, dead ones included */
+    uint64_t live;     /* ... of which live at `now_ms` (counted, O(entries); 0 if now_ms < 0) */
+    uint64_t capacity; /* entries allocated */
+    uint64_t bytes;    /* memory of the arrays (entries and buckets) */
     uint64_t evicted_live; /* live entries reused at the bound, since creation */
 } ratelimit_stats;
 
