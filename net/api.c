@@ -441,6 +441,21 @@ static bool rate_refused(net_request *r, int key_limit, const void *key, size_t 
     return false;
 }
 
+/* Gives back what rate_refused took for a request that then could not run
+ * at all (a 503 before any work: a saturated shard, too many hashes). */
+static void rate_undo(net_request *r, int key_limit, const void *key, size_t key_len, int ip_limit)
+{
+    net_server *s = srv(r);
+    if (s->rl == NULL || r->conn == NULL)
+        return;
+    int64_t now = net__mono_ms();
+    if (s->rl_policy[key_limit] >= 0)
+        ratelimit_give_back(s->rl, (uint32_t)s->rl_policy[key_limit], key, key_len, now);
+    if (s->rl_policy[ip_limit] >= 0 && r->conn->peer_known)
+        ratelimit_give_back(s->rl, (uint32_t)s->rl_policy[ip_limit], r->conn->peer_key,
+                            sizeof(r->conn->peer_key), now);
+}
+
 /* ---- Request bodies ----------------------------------------------------------------- */
 
 /* Parses the body as a JSON object. Answers 400/415 and returns NULL on failure. */
@@ -1003,6 +1018,7 @@ static void h_login(net_request *r)
     catalog_read *rd;
     if (catalog_read_begin(srv(r)->cat, &rd) != 0) {
         busy(r, "catalog unavailable");
+        rate_undo(r, NET_RL_LOGIN_EMAIL, key, key_len, NET_RL_LOGIN_IP);
         return;
     }
     uint64_t id = 0;
@@ -1014,8 +1030,10 @@ static void h_login(net_request *r)
     }
     catalog_read_end(rd);
     r->job.id = id;
-    if (!hashing_begin(r))
+    if (!hashing_begin(r)) {
+        rate_undo(r, NET_RL_LOGIN_EMAIL, key, key_len, NET_RL_LOGIN_IP);
         return;
+    }
     NET_ASSERT(uv_queue_work(&r->shard->loop, &r->work, verify_work, verify_after) == 0);
 }
 
@@ -2678,7 +2696,8 @@ static void h_reserve(net_request *r)
     uint64_t user = r->job.user_id;
     if (rate_refused(r, NET_RL_RESERVE_USER, &user, sizeof(user), NET_RL_RESERVE_IP))
         return;
-    send_idempotent(r, shard_of_showtime(r, r->job.id), run_reserve);
+    if (!send_idempotent(r, shard_of_showtime(r, r->job.id), run_reserve))
+        rate_undo(r, NET_RL_RESERVE_USER, &user, sizeof(user), NET_RL_RESERVE_IP);
 }
 
 static void run_release(net_shard *sh, net_job *j)
@@ -2821,7 +2840,8 @@ static void h_confirm(net_request *r)
     uint64_t user = r->job.user_id;
     if (rate_refused(r, NET_RL_CONFIRM_USER, &user, sizeof(user), NET_RL_CONFIRM_IP))
         return;
-    send_idempotent(r, shard, run_confirm);
+    if (!send_idempotent(r, shard, run_confirm))
+        rate_undo(r, NET_RL_CONFIRM_USER, &user, sizeof(user), NET_RL_CONFIRM_IP);
 }
 
 static void run_cancel(net_shard *sh, net_job *j)
