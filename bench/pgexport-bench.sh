@@ -61,7 +61,7 @@ admin_pw=pgexport-bench-admin-pw
 USHER_ADMIN_PASSWORD=$admin_pw "$build/net/usherd" --create-admin admin@bench.example \
     --data-dir "$dir/data" --password-cost min >/dev/null 2>&1 || die "--create-admin failed"
 USHER_REPLICATION_TOKEN=$token "$build/net/usherd" --listen 127.0.0.1:0 --data-dir "$dir/data" \
-    --password-cost min >"$dir/usherd.out" 2>"$dir/usherd.err" &
+    --password-cost min --rate-limit off >"$dir/usherd.out" 2>"$dir/usherd.err" &
 pids+=($!)
 for _ in $(seq 1 100); do grep -q '^listening on ' "$dir/usherd.out" && break; sleep 0.1; done
 url=$(sed -n 's/^listening on //p' "$dir/usherd.out")

@@ -235,7 +235,7 @@ if ! USHER_ADMIN_PASSWORD=$admin_password "$usherd" --create-admin "$admin_email
     die "usherd --create-admin failed (log above)"
 fi
 
-"$usherd" --listen 127.0.0.1:0 --data-dir "$udir/data" --shards "$shards" \
+"$usherd" --listen 127.0.0.1:0 --data-dir "$udir/data" --shards "$shards" --rate-limit off \
     >"$udir/stdout.log" 2>"$udir/stderr.log" </dev/null &
 usherd_pid=$!
 pids+=("$usherd_pid")

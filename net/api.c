@@ -354,6 +354,113 @@ static bool hold_expired_recently(net_shard *sh, uint64_t id)
     return sh->expired_recent[XXH3_64bits(&id, sizeof(id)) & (NET_EXPIRED_RECENT - 1)] == id;
 }
 
+/* ---- Rate limits ---------------------------------------------------------------------
+ * Token buckets (ratelimit.h) on login, reserve and confirm: one by the user
+ * (for login, the email tried) and one by the client's address, both in the
+ * server-wide table. Checked on the origin before any work: a refused
+ * request sends no job, hashes no password and changes nothing (the token
+ * the first bucket gave is given back when the second refuses). Internal
+ * calls (usherd --demo, --create-admin) are not limited.
+ *
+ * The answer carries RateLimit-Policy and RateLimit in the syntax of
+ * draft-ietf-httpapi-ratelimit-headers-11 (May 2026): a 429 for the limit
+ * that refused, with Retry-After; any other answer for the tighter of the
+ * two (fewer requests left; then the longer wait). "t" is the whole seconds
+ * until the bucket holds one more request than "r" (so, on a 429, when a
+ * retry can pass). */
+
+static const char *const rate_what[NET_RL_COUNT] = {
+    [NET_RL_LOGIN_IP] = "login attempts from this address",
+    [NET_RL_LOGIN_EMAIL] = "login attempts for this email",
+    [NET_RL_RESERVE_USER] = "reservations by this user",
+    [NET_RL_RESERVE_IP] = "reservations from this address",
+    [NET_RL_CONFIRM_USER] = "confirmations by this user",
+    [NET_RL_CONFIRM_IP] = "confirmations from this address",
+};
+
+static void rate_headers_set(net_request *r, int limit, uint32_t remaining, uint64_t wait_ms)
+{
+    const net_rate_limit *l = &srv(r)->cfg.rate_limits[limit];
+    const char *name = net_rate_limit_name(limit);
+    int n = snprintf(r->rate_headers, sizeof(r->rate_headers),
+                     "RateLimit-Policy: \"%s\";q=%" PRIu32 ";w=%" PRIu32
+                     "\r\nRateLimit: \"%s\";r=%" PRIu32 ";t=%" PRIu64 "\r\n",
+                     name, l->count, l->window_s, name, remaining, (wait_ms + 999) / 1000);
+    NET_ASSERT(n > 0 && (size_t)n < sizeof(r->rate_headers));
+}
+
+typedef struct rate_bucket {
+    int limit; /* NET_RL_* */
+    const void *key;
+    size_t len;
+    ratelimit_result res;
+} rate_bucket;
+
+/* Takes a token from `key_limit`'s bucket of `key` and from `ip_limit`'s
+ * bucket of the client's address. True when a limit refused: then the
+ * request is answered (429) and nothing was taken. */
+static bool rate_refused(net_request *r, int key_limit, const void *key, size_t key_len,
+                         int ip_limit)
+{
+    net_server *s = srv(r);
+    if (s->rl == NULL || r->conn == NULL)
+        return false;
+    rate_bucket b[2];
+    int n = 0;
+    if (s->rl_policy[key_limit] >= 0)
+        b[n++] = (rate_bucket){.limit = key_limit, .key = key, .len = key_len};
+    if (s->rl_policy[ip_limit] >= 0 && r->conn->peer_known)
+        b[n++] = (rate_bucket){
+            .limit = ip_limit, .key = r->conn->peer_key, .len = sizeof(r->conn->peer_key)};
+    int64_t now = net__mono_ms();
+    int tight = -1;
+    for (int i = 0; i < n; i++) {
+        uint32_t policy = (uint32_t)s->rl_policy[b[i].limit];
+        if (ratelimit_take(s->rl, policy, b[i].key, b[i].len, now, &b[i].res)) {
+            if (tight < 0 || b[i].res.remaining < b[tight].res.remaining ||
+                (b[i].res.remaining == b[tight].res.remaining &&
+                 b[i].res.wait_ms > b[tight].res.wait_ms))
+                tight = i;
+            continue;
+        }
+        for (int k = 0; k < i; k++)
+            ratelimit_give_back(s->rl, (uint32_t)s->rl_policy[b[k].limit], b[k].key, b[k].len, now);
+        atomic_fetch_add(&s->rate_limited[b[i].limit], 1);
+        NET_ASSERT(b[i].res.wait_ms >= 1);
+        uint64_t secs = (b[i].res.wait_ms + 999) / 1000;
+        rate_headers_set(r, b[i].limit, 0, b[i].res.wait_ms);
+        const net_rate_limit *l = &s->cfg.rate_limits[b[i].limit];
+        const char *name = net_rate_limit_name(b[i].limit);
+        char detail[200], retry[48];
+        snprintf(detail, sizeof(detail),
+                 "too many %s: the %s limit is %" PRIu32 " per %" PRIu32 " s; retry in %" PRIu64
+                 " s",
+                 rate_what[b[i].limit], name, l->count, l->window_s, secs);
+        snprintf(retry, sizeof(retry), "Retry-After: %" PRIu64 "\r\n", secs);
+        problem(r, 429, "rate-limited", "Too many requests", detail, NULL,
+                json_pack("{s:s}", "limit", name), retry);
+        return true;
+    }
+    if (tight >= 0)
+        rate_headers_set(r, b[tight].limit, b[tight].res.remaining, b[tight].res.wait_ms);
+    return false;
+}
+
+/* Gives back what rate_refused took for a request that then could not run
+ * at all (a 503 before any work: a saturated shard, too many hashes). */
+static void rate_undo(net_request *r, int key_limit, const void *key, size_t key_len, int ip_limit)
+{
+    net_server *s = srv(r);
+    if (s->rl == NULL || r->conn == NULL)
+        return;
+    int64_t now = net__mono_ms();
+    if (s->rl_policy[key_limit] >= 0)
+        ratelimit_give_back(s->rl, (uint32_t)s->rl_policy[key_limit], key, key_len, now);
+    if (s->rl_policy[ip_limit] >= 0 && r->conn->peer_known)
+        ratelimit_give_back(s->rl, (uint32_t)s->rl_policy[ip_limit], r->conn->peer_key,
+                            sizeof(r->conn->peer_key), now);
+}
+
 /* ---- Request bodies ----------------------------------------------------------------- */
 
 /* Parses the body as a JSON object. Answers 400/415 and returns NULL on failure. */
@@ -905,9 +1012,18 @@ static void h_login(net_request *r)
         bad_field(r, "password", pw == NULL ? "is required" : "must be a string");
         return;
     }
+    /* Limited by the email as stored (ASCII lowercase), before any lookup or hashing. */
+    char key[256];
+    size_t key_len = json_string_length(email);
+    NET_ASSERT(key_len < sizeof(key)); /* at most 254, checked above */
+    for (size_t i = 0; i < key_len; i++)
+        key[i] = (char)tolower((unsigned char)json_string_value(email)[i]);
+    if (rate_refused(r, NET_RL_LOGIN_EMAIL, key, key_len, NET_RL_LOGIN_IP))
+        return;
     catalog_read *rd;
     if (catalog_read_begin(srv(r)->cat, &rd) != 0) {
         busy(r, "catalog unavailable");
+        rate_undo(r, NET_RL_LOGIN_EMAIL, key, key_len, NET_RL_LOGIN_IP);
         return;
     }
     uint64_t id = 0;
@@ -919,8 +1035,10 @@ static void h_login(net_request *r)
     }
     catalog_read_end(rd);
     r->job.id = id;
-    if (!hashing_begin(r))
+    if (!hashing_begin(r)) {
+        rate_undo(r, NET_RL_LOGIN_EMAIL, key, key_len, NET_RL_LOGIN_IP);
         return;
+    }
     NET_ASSERT(uv_queue_work(&r->shard->loop, &r->work, verify_work, verify_after) == 0);
 }
 
@@ -2613,7 +2731,11 @@ static void h_reserve(net_request *r)
     r->job.id = a->showtime_id;
     if (!idem_header_ok(r))
         return;
-    send_idempotent(r, shard_of_showtime(r, r->job.id), run_reserve);
+    uint64_t user = r->job.user_id;
+    if (rate_refused(r, NET_RL_RESERVE_USER, &user, sizeof(user), NET_RL_RESERVE_IP))
+        return;
+    if (!send_idempotent(r, shard_of_showtime(r, r->job.id), run_reserve))
+        rate_undo(r, NET_RL_RESERVE_USER, &user, sizeof(user), NET_RL_RESERVE_IP);
 }
 
 static void run_release(net_shard *sh, net_job *j)
@@ -2754,7 +2876,11 @@ static void h_confirm(net_request *r)
                 NULL);
         return;
     }
-    send_idempotent(r, shard, run_confirm);
+    uint64_t user = r->job.user_id;
+    if (rate_refused(r, NET_RL_CONFIRM_USER, &user, sizeof(user), NET_RL_CONFIRM_IP))
+        return;
+    if (!send_idempotent(r, shard, run_confirm))
+        rate_undo(r, NET_RL_CONFIRM_USER, &user, sizeof(user), NET_RL_CONFIRM_IP);
 }
 
 static void run_cancel(net_shard *sh, net_job *j)

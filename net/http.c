@@ -128,7 +128,8 @@ void net__respond(net_request *req, int status, const char *content_type, const 
         req->close_after = true;
     const char *extra = extra_headers != NULL ? extra_headers : "";
     const char *text = status_text(status);
-    size_t cap = 160 + strlen(text) + strlen(content_type) + strlen(extra) + body_len;
+    size_t rate_len = strlen(req->rate_headers);
+    size_t cap = 160 + strlen(text) + strlen(content_type) + strlen(extra) + rate_len + body_len;
     req->resp = malloc(cap);
     NET_ASSERT(req->resp != NULL);
     char *o = req->resp;
@@ -161,6 +162,7 @@ void net__respond(net_request *req, int status, const char *content_type, const 
     if (req->close_after)
         o = put(o, "Connection: close\r\n", 19);
     o = put_str(o, extra);
+    o = put(o, req->rate_headers, rate_len);
     o = put(o, "\r\n", 2);
     size_t n = (size_t)(o - req->resp);
     NET_ASSERT(n + body_len <= cap);
@@ -292,7 +294,7 @@ static net_request *request_new(net_conn *c)
         if (body != NULL)
             body[0] = '\0';
         r->url[0] = r->authorization[0] = r->idempotency_key[0] = '\0';
-        r->if_none_match[0] = r->content_type[0] = r->expect[0] = '\0';
+        r->if_none_match[0] = r->content_type[0] = r->expect[0] = r->rate_headers[0] = '\0';
         r->admission_token[0] = '\0';
     } else {
         r = calloc(1, sizeof(*r));
@@ -1095,6 +1097,31 @@ static char *refuse_response(size_t *len)
     return buf;
 }
 
+/* The peer's address as a rate-limit key (net_conn.peer_key). */
+static void peer_key_set(net_conn *c)
+{
+    struct sockaddr_storage ss;
+    int len = (int)sizeof(ss);
+    memset(c->peer_key, 0, sizeof(c->peer_key));
+    c->peer_known = false;
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0)
+        return;
+    if (ss.ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+        c->peer_key[10] = c->peer_key[11] = 0xff; /* ::ffff:a.b.c.d, as a mapped address */
+        memcpy(c->peer_key + 12, &a->sin_addr, 4);
+        c->peer_known = true;
+    } else if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+        const uint8_t *b = a->sin6_addr.s6_addr;
+        static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        /* An IPv4 client of an IPv6 listener keeps its whole address; an
+         * IPv6 client is keyed by its /64. */
+        memcpy(c->peer_key, b, memcmp(b, mapped, 12) == 0 ? 16 : 8);
+        c->peer_known = true;
+    }
+}
+
 void net__conn_accept(net_shard *sh, uv_stream_t *listener)
 {
     net_conn *c = calloc(1, sizeof(*c));
@@ -1116,6 +1143,7 @@ void net__conn_accept(net_shard *sh, uv_stream_t *listener)
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
+    peer_key_set(c);
     llhttp_init(&c->parser, HTTP_REQUEST, settings());
     c->parser.data = c;
     uint32_t open = atomic_load(&sh->server->connections);

@@ -33,6 +33,26 @@ enum {
 /** Describes a net error (or -errno). Never NULL. */
 const char *net_strerror(int err);
 
+/* Rate limits (docs/api.md, "Rate limits"): token buckets on login, reserve
+ * and confirm, per user (per email tried, for login) and per client IP. */
+enum {
+    NET_RL_LOGIN_IP,     /* "login-ip" */
+    NET_RL_LOGIN_EMAIL,  /* "login-email": the email tried, lowercased */
+    NET_RL_RESERVE_USER, /* "reserve-user" */
+    NET_RL_RESERVE_IP,   /* "reserve-ip" */
+    NET_RL_CONFIRM_USER, /* "confirm-user" */
+    NET_RL_CONFIRM_IP,   /* "confirm-ip" */
+    NET_RL_COUNT
+};
+
+typedef struct net_rate_limit {
+    uint32_t count;    /* requests per window; 0 = this limit is off */
+    uint32_t window_s; /* 1..86400 */
+} net_rate_limit;
+
+/** The limit's name ("reserve-user"), or NULL past the last. */
+const char *net_rate_limit_name(int limit);
+
 typedef struct net_config {
     const char *listen;          /* "127.0.0.1:8080", "[::1]:0"; port 0 picks a free port */
     const char *data_dir;        /* holds shard-N/{wal,snapshot} */
@@ -54,10 +74,20 @@ typedef struct net_config {
     bool no_listen;                   /* serve no socket (usherd --create-admin) */
     const char *replication_token;    /* opens the replication routes (>= 32 bytes), or NULL */
     uint32_t replication_streams_max; /* open replication streams; beyond: 503 */
+    net_rate_limit rate_limits[NET_RL_COUNT]; /* by NET_RL_*; all off: no table */
+    uint32_t rate_limit_keys;                 /* bound on rate-limit entries (server-wide) */
 } net_config;
 
 /** Fills the defaults documented in `usherd --help`. */
 void net_config_default(net_config *c);
+
+/**
+ * Applies a --rate-limit value to c->rate_limits: a comma-separated list of
+ * "off" (every limit off), "defaults" (every limit at its default),
+ * "NAME=COUNT/SECONDS" or "NAME=off", in order (a later item wins). Returns 0
+ * or NET_ECONFIG (nothing is changed then); `err` gets a sentence.
+ */
+int net_rate_limit_apply(net_config *c, const char *spec, char *err, size_t err_cap);
 
 typedef struct net_server net_server;
 

@@ -8,6 +8,7 @@
 #include "body.h"
 #include "catalog.h"
 #include "net.h"
+#include "ratelimit.h"
 #include "repl.h"
 #include "ring.h"
 #include "snapshot.h"
@@ -120,6 +121,9 @@ struct net_request {
     char expect[32];
     char admission_token[96]; /* Admission-Token: a virtual queue's pass (api.c) */
     net_reserve_args reserve; /* POST /api/bookings/reserve: filled by h_reserve */
+    /* RateLimit-Policy and RateLimit lines every answer to this request
+     * carries (CRLF-terminated), or "": set by the rate check (api.c). */
+    char rate_headers[192];
 };
 
 /* Builds a complete response into req (status line, headers, body). Extra
@@ -216,12 +220,17 @@ struct net_conn {
      * requests cost no timer operation, a busy connection one wake-up per
      * request_timeout (http.c, timer_ensure). */
     uint64_t req_deadline_ms, idle_deadline_ms, timer_due_ms;
-    bool lingering;        /* closing after a final answer: the timer is the linger's */
-    bool read_done;        /* the parser failed or timed out mid-request: never read again */
-    bool parsing;          /* inside llhttp_execute: answers sent now resume after it */
-    bool last_request;     /* a request was the last to parse (a stream's): parse no more */
-    net_stream *stream;    /* streaming a body: the producer (the head has been sent) */
-    bool resume_wanted;    /* ... and this asks for that resume */
+    bool lingering;     /* closing after a final answer: the timer is the linger's */
+    bool read_done;     /* the parser failed or timed out mid-request: never read again */
+    bool parsing;       /* inside llhttp_execute: answers sent now resume after it */
+    bool last_request;  /* a request was the last to parse (a stream's): parse no more */
+    net_stream *stream; /* streaming a body: the producer (the head has been sent) */
+    bool resume_wanted; /* ... and this asks for that resume */
+    /* The client's address as a rate-limit key (uv_tcp_getpeername at
+     * accept): IPv4 as ::ffff:a.b.c.d, IPv6 as its /64 prefix (one host
+     * usually owns a whole /64), the rest zero. */
+    bool peer_known;
+    uint8_t peer_key[16];
     net_conn *prev, *next; /* the shard's connection list */
 };
 
@@ -393,6 +402,11 @@ struct net_server {
     _Atomic uint32_t repl_snapshots; /* replication snapshots being served */
     _Atomic uint32_t repl_streams;   /* replication streams open (opening included) */
     _Atomic int stop;
+    /* Rate limits (api.c): one table for every shard (a client's
+     * connections can land on any shard), NULL when every limit is off. */
+    ratelimit *rl;
+    int rl_policy[NET_RL_COUNT]; /* the table's policy number of each limit, -1 when off */
+    _Atomic uint64_t rate_limited[NET_RL_COUNT]; /* 429s by limit */
 };
 
 /* http.c */
@@ -425,6 +439,8 @@ void net__route_metrics(net_request *r);
 /* api.c: "METHOD /pattern" of route `id`, or NULL past the last. */
 const char *net__route_label(int id, char *buf, size_t cap);
 int64_t net__now_ms(net_shard *sh);
+/* Monotonic milliseconds, the same clock on every thread (rate limits). */
+int64_t net__mono_ms(void);
 int64_t net__journal(net_shard *sh, const engine_record *rec);
 /* Expires due holds (journaled, remembered for "expired" answers). */
 void net__holds_sweep(net_shard *sh, int64_t now);

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -78,6 +79,18 @@ void net_log(const char *level, const char *msg)
     net__log(level, msg, NULL);
 }
 
+static const char *const rate_limit_names[NET_RL_COUNT] = {
+    "login-ip", "login-email", "reserve-user", "reserve-ip", "confirm-user", "confirm-ip"};
+
+/* Defaults (docs/api.md, "Rate limits"): logins are slow on purpose
+ * (argon2id) and a person types a password a few times a minute; an
+ * address may be a NAT of many people, so its limits are higher. */
+static const net_rate_limit rate_limit_defaults[NET_RL_COUNT] = {
+    [NET_RL_LOGIN_IP] = {30, 60},     [NET_RL_LOGIN_EMAIL] = {5, 60},
+    [NET_RL_RESERVE_USER] = {20, 10}, [NET_RL_RESERVE_IP] = {200, 10},
+    [NET_RL_CONFIRM_USER] = {10, 10}, [NET_RL_CONFIRM_IP] = {100, 10},
+};
+
 void net_config_default(net_config *c)
 {
     memset(c, 0, sizeof(*c));
@@ -94,13 +107,93 @@ void net_config_default(net_config *c)
     c->idempotency_keys = 65536;
     c->token_ttl_s = 86400;
     c->replication_streams_max = 16;
+    for (int i = 0; i < NET_RL_COUNT; i++)
+        c->rate_limits[i] = rate_limit_defaults[i];
+    c->rate_limit_keys = 1 << 20;
     engine_config_default(&c->engine);
+}
+
+const char *net_rate_limit_name(int limit)
+{
+    return limit >= 0 && limit < NET_RL_COUNT ? rate_limit_names[limit] : NULL;
+}
+
+/* One "NAME=COUNT/SECONDS", "NAME=off", "off" or "defaults" (len bytes). */
+static int rate_limit_item(net_rate_limit *out, const char *item, size_t len, char *err,
+                           size_t err_cap)
+{
+    char buf[64];
+    if (len >= sizeof(buf)) {
+        snprintf(err, err_cap, "'%.*s...' is not a rate limit", 32, item);
+        return NET_ECONFIG;
+    }
+    memcpy(buf, item, len);
+    buf[len] = '\0';
+    if (strcmp(buf, "off") == 0 || strcmp(buf, "defaults") == 0) {
+        for (int i = 0; i < NET_RL_COUNT; i++)
+            out[i] = buf[0] == 'o' ? (net_rate_limit){0, 0} : rate_limit_defaults[i];
+        return 0;
+    }
+    char *eq = strchr(buf, '=');
+    int limit = -1;
+    for (int i = 0; eq != NULL && i < NET_RL_COUNT; i++) {
+        if ((size_t)(eq - buf) == strlen(rate_limit_names[i]) &&
+            memcmp(buf, rate_limit_names[i], (size_t)(eq - buf)) == 0)
+            limit = i;
+    }
+    if (limit < 0) {
+        snprintf(err, err_cap,
+                 "'%s' is not off, defaults or NAME=COUNT/SECONDS with NAME one of login-ip, "
+                 "login-email, reserve-user, reserve-ip, confirm-user, confirm-ip",
+                 buf);
+        return NET_ECONFIG;
+    }
+    const char *v = eq + 1;
+    if (strcmp(v, "off") == 0) {
+        out[limit] = (net_rate_limit){0, 0};
+        return 0;
+    }
+    unsigned long long count = 0, secs = 0;
+    int used = 0;
+    if (v[0] < '0' || v[0] > '9' || sscanf(v, "%llu/%llu%n", &count, &secs, &used) != 2 ||
+        v[used] != '\0' || strchr(v, '/') == NULL || strchr(v, '/')[1] < '0' ||
+        strchr(v, '/')[1] > '9' || count < 1 || count > RATELIMIT_COUNT_MAX || secs < 1 ||
+        secs > RATELIMIT_WINDOW_MAX_S) {
+        snprintf(err, err_cap, "%s: '%s' must be COUNT/SECONDS (COUNT 1..%d, SECONDS 1..%d) or off",
+                 rate_limit_names[limit], v, RATELIMIT_COUNT_MAX, RATELIMIT_WINDOW_MAX_S);
+        return NET_ECONFIG;
+    }
+    out[limit] = (net_rate_limit){(uint32_t)count, (uint32_t)secs};
+    return 0;
+}
+
+int net_rate_limit_apply(net_config *c, const char *spec, char *err, size_t err_cap)
+{
+    net_rate_limit next[NET_RL_COUNT];
+    memcpy(next, c->rate_limits, sizeof(next));
+    for (const char *p = spec;;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma != NULL ? (size_t)(comma - p) : strlen(p);
+        int rc = rate_limit_item(next, p, len, err, err_cap);
+        if (rc != 0)
+            return rc;
+        if (comma == NULL)
+            break;
+        p = comma + 1;
+    }
+    memcpy(c->rate_limits, next, sizeof(next));
+    return 0;
 }
 
 /* ---- Time ------------------------------------------------------------------- */
 
 /* Engine time: wall-clock ms, never going backwards on a shard (an NTP step
  * back must not make the engine refuse every request). */
+int64_t net__mono_ms(void)
+{
+    return (int64_t)(uv_hrtime() / 1000000);
+}
+
 int64_t net__now_ms(net_shard *sh)
 {
     struct timespec ts;
@@ -532,8 +625,33 @@ static void server_free(net_server *s)
     uv_mutex_destroy(&s->call_mu);
     uv_cond_destroy(&s->call_cond);
     uv_mutex_destroy(&s->refs_mu);
+    ratelimit_destroy(s->rl);
     free(s->shards);
     free(s);
+}
+
+/* The rate-limit table, when a limit is on (after auth_init: the SipHash
+ * key is random). 0 or NET_ECONFIG / -ENOMEM. */
+static int rate_limits_setup(net_server *s)
+{
+    ratelimit_config rc = {.max_keys = s->cfg.rate_limit_keys};
+    for (int i = 0; i < NET_RL_COUNT; i++) {
+        s->rl_policy[i] = -1;
+        const net_rate_limit *l = &s->cfg.rate_limits[i];
+        if (l->count == 0)
+            continue;
+        s->rl_policy[i] = (int)rc.npolicies;
+        rc.policies[rc.npolicies++] = (ratelimit_policy){l->count, l->window_s};
+    }
+    if (rc.npolicies == 0)
+        return 0;
+    randombytes_buf(rc.secret, sizeof(rc.secret));
+    int rc_ = ratelimit_create(&rc, &s->rl);
+    sodium_memzero(rc.secret, sizeof(rc.secret));
+    if (rc_ != 0)
+        net__log("error", "cannot create the rate-limit table", "error=\"%s\"",
+                 ratelimit_strerror(rc_));
+    return rc_ == 0 ? 0 : rc_ == RATELIMIT_ENOMEM ? -ENOMEM : NET_ECONFIG;
 }
 
 /* One server per data directory: a second one would interleave WAL writes. */
@@ -592,7 +710,8 @@ int net_server_start(const net_config *cfg, net_server **out, uint16_t *port)
     if (s->cfg.shards > NET_SHARDS_MAX || s->cfg.pipeline_max < 1 ||
         s->cfg.pipeline_max > NET_PIPELINE_HARD_MAX || s->cfg.header_bytes_max < 256 ||
         s->cfg.connections_max < 1 || s->cfg.request_timeout_ms < 1 || s->cfg.idle_timeout_ms < 1 ||
-        s->cfg.replication_streams_max < 1 ||
+        s->cfg.replication_streams_max < 1 || s->cfg.rate_limit_keys < RATELIMIT_STRIPES_MAX ||
+        s->cfg.rate_limit_keys > RATELIMIT_KEYS_MAX ||
         (s->cfg.replication_token != NULL && strlen(s->cfg.replication_token) < 32)) {
         free(s);
         return NET_ECONFIG;
@@ -634,6 +753,8 @@ int net_server_start(const net_config *cfg, net_server **out, uint16_t *port)
         if (rc != 0)
             rc = NET_ERECOVER;
     }
+    if (rc == 0)
+        rc = rate_limits_setup(s);
     if (rc == 0)
         rc = net__mail_init(s);
     for (uint32_t i = 0; rc == 0 && i < s->nshards; i++) {
@@ -913,6 +1034,24 @@ void net__route_metrics(net_request *r)
     n = out_histogram(b, n, cap, s, "usher_http_request_duration_seconds",
                       "Time from first byte to response.", offsetof(net_shard, m.latency_hist), 16,
                       16, offsetof(net_shard, m.latency_sum_ns));
+    OUT("# HELP usher_rate_limited_total Requests refused with 429 by a rate limit, by limit.\n"
+        "# TYPE usher_rate_limited_total counter\n");
+    for (int i = 0; i < NET_RL_COUNT; i++)
+        OUT("usher_rate_limited_total{limit=\"%s\"} %" PRIu64 "\n", net_rate_limit_name(i),
+            atomic_load(&s->rate_limited[i]));
+    if (s->rl != NULL) {
+        ratelimit_stats st;
+        ratelimit_stats_get(s->rl, -1, &st);
+        OUT("# HELP usher_rate_limit_keys Rate-limit table entries in use (live or dead).\n"
+            "# TYPE usher_rate_limit_keys gauge\nusher_rate_limit_keys %" PRIu64 "\n"
+            "# HELP usher_rate_limit_bytes Memory of the rate-limit table.\n"
+            "# TYPE usher_rate_limit_bytes gauge\nusher_rate_limit_bytes %" PRIu64 "\n"
+            "# HELP usher_rate_limit_evictions_total Live rate-limit entries reused because the "
+            "table was at its bound (--rate-limit-keys).\n"
+            "# TYPE usher_rate_limit_evictions_total counter\n"
+            "usher_rate_limit_evictions_total %" PRIu64 "\n",
+            st.entries, st.bytes, st.evicted_live);
+    }
     OUT("# HELP usher_shard_ready 1 when the shard serves, 0 while recovering or after a WAL "
         "failure.\n# TYPE usher_shard_ready gauge\n");
     for (uint32_t i = 0; i < s->nshards; i++)

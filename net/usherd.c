@@ -58,7 +58,22 @@ static const char *usage_text =
     "                            USHER_REPLICATION_TOKEN may hold the token itself. Admin\n"
     "                            login tokens open those routes too (docs/replication.md)\n"
     "  --replication-streams N   USHER_REPLICATION_STREAMS  open replication streams;\n"
-    "                                                   beyond: 503 (16)\n"
+    "                                                   beyond: 503 (16)\n";
+
+/* The rest of --help (one string may not exceed 4095 bytes in ISO C). */
+static const char *usage_text2 =
+    "  --rate-limit SPEC         USHER_RATE_LIMIT       rate limits (429 beyond), repeatable;\n"
+    "                            SPEC is a comma-separated list of NAME=COUNT/SECONDS,\n"
+    "                            NAME=off, off (all off) or defaults (all on), applied in\n"
+    "                            order after the environment's. NAME and default:\n"
+    "                              login-ip 30/60      login-email 5/60 (the email tried)\n"
+    "                              reserve-user 20/10  reserve-ip 200/10\n"
+    "                              confirm-user 10/10  confirm-ip 100/10\n"
+    "                            (-ip limits: by client address; behind a proxy every\n"
+    "                            client shares one, so turn them off there)\n"
+    "  --rate-limit-keys N       USHER_RATE_LIMIT_KEYS  rate-limit entries kept (1048576);\n"
+    "                                                   at the bound the least recently used\n"
+    "                                                   entry is reused (docs/api.md)\n"
     "  --demo                    USHER_DEMO=1           on first start, create a demo catalog\n"
     "                                                   and two accounts (passwords printed)\n"
     "  --create-admin EMAIL      create an admin account and exit; the password comes from\n"
@@ -122,6 +137,7 @@ static option opts[] = {
     {"--password-cost", "USHER_PASSWORD_COST", 's', 0, 0, NULL},
     {"--replication-token-file", "USHER_REPLICATION_TOKEN_FILE", 's', 0, 0, NULL},
     {"--replication-streams", "USHER_REPLICATION_STREAMS", 'u', 1, 1024, NULL},
+    {"--rate-limit-keys", "USHER_RATE_LIMIT_KEYS", 'u', 64, 1 << 28, NULL},
     {"--create-admin", NULL, 's', 0, 0, NULL},
 };
 enum { OPT_COUNT = sizeof(opts) / sizeof(opts[0]) };
@@ -254,6 +270,18 @@ static void on_signal(uv_signal_t *s, int signum)
     uv_signal_stop(s);
 }
 
+/* --rate-limit may be given many times: its values, in order. */
+enum { RATE_SPECS_MAX = 32 };
+static const char *rate_specs[RATE_SPECS_MAX];
+static int nrate_specs;
+
+static void rate_limit_apply(net_config *c, const char *from, const char *spec)
+{
+    char err[256];
+    if (net_rate_limit_apply(c, spec, err, sizeof(err)) != 0)
+        fail("%s: %s", from, err);
+}
+
 int main(int argc, char **argv)
 {
     /* Environment first, then flags over it. */
@@ -261,8 +289,17 @@ int main(int argc, char **argv)
         opts[i].value = opts[i].env != NULL ? getenv(opts[i].env) : NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        if (strcmp(a, "--rate-limit") == 0) {
+            if (i + 1 >= argc)
+                fail("%s needs a value%s (see --help)", a, "");
+            if (nrate_specs == RATE_SPECS_MAX)
+                fail("--rate-limit given more than %s times%s", "32", "");
+            rate_specs[nrate_specs++] = argv[++i];
+            continue;
+        }
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             fputs(usage_text, stdout);
+            fputs(usage_text2, stdout);
             return 0;
         }
         if (strcmp(a, "--version") == 0) {
@@ -334,6 +371,13 @@ int main(int argc, char **argv)
     if (opt_u("--replication-streams", &v))
         c.replication_streams_max = (uint32_t)v;
     c.replication_token = replication_token(opt_find("--replication-token-file")->value);
+    const char *rate_env = getenv("USHER_RATE_LIMIT");
+    if (rate_env != NULL && rate_env[0] != '\0')
+        rate_limit_apply(&c, "USHER_RATE_LIMIT", rate_env);
+    for (int i = 0; i < nrate_specs; i++)
+        rate_limit_apply(&c, "--rate-limit", rate_specs[i]);
+    if (opt_u("--rate-limit-keys", &v))
+        c.rate_limit_keys = (uint32_t)v;
     const char *demo_env = getenv("USHER_DEMO");
     if (demo_env != NULL && strcmp(demo_env, "1") == 0)
         demo = true;

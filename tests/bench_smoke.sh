@@ -20,7 +20,7 @@ USHER_ADMIN_PASSWORD=$password "$usherd" --create-admin "$email" --data-dir "$di
     --shards 2 --password-cost min >"$dir/admin.out" 2>"$dir/admin.err" ||
     { echo "bench_smoke: --create-admin failed"; cat "$dir/admin.out" "$dir/admin.err"; exit 1; }
 "$usherd" --listen 127.0.0.1:0 --data-dir "$dir/data" --shards 2 --password-cost min \
-    >"$dir/out" 2>"$dir/err" &
+    --rate-limit off >"$dir/out" 2>"$dir/err" &
 pid=$!
 for _ in $(seq 1 300); do grep -q '^listening on ' "$dir/out" && break; sleep 0.1; done
 url=$(sed -n 's/^listening on //p' "$dir/out")

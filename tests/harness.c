@@ -209,6 +209,10 @@ void h_start_env(const char *const *args, const char *const *env)
     argv[argc++] = h_srv.data;
     argv[argc++] = "--shards";
     argv[argc++] = "2";
+    /* Tests send many requests from 127.0.0.1: no rate limits unless the
+     * test's own --rate-limit turns some on (the flags apply in order). */
+    argv[argc++] = "--rate-limit";
+    argv[argc++] = "off";
     for (int i = 0; args != NULL && args[i] != NULL && argc < 62; i++)
         argv[argc++] = args[i];
     argv[argc] = NULL;

@@ -63,8 +63,9 @@ void h_suite_init(void);
 void h_suite_fini(void);
 
 /**
- * Starts usherd with `--listen 127.0.0.1:0 --data-dir ROOT/data --shards 2`
- * followed by `args` (NULL-terminated, may be NULL; a later flag wins, so
+ * Starts usherd with `--listen 127.0.0.1:0 --data-dir ROOT/data --shards 2
+ * --rate-limit off` followed by `args` (so "--rate-limit", "reserve-user=3/10"
+ * turns on that limit alone) (NULL-terminated, may be NULL; a later flag wins, so
  * "--shards", "4" overrides), with the environment plus `env` ("NAME=value",
  * NULL-terminated, may be NULL). The data directory is made on the first
  * start and reused by later starts (restart). Waits (20 s at most) for

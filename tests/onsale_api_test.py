@@ -94,7 +94,7 @@ class Usherd:
         self.proc = subprocess.Popen(
             [USHERD, "--listen", f"127.0.0.1:{self.port}", "--data-dir", self.data, "--shards",
              "2", "--password-cost", "min", "--hold-ttl", "10", "--offer-ttl", "5",
-             "--admission-window", "60"],
+             "--admission-window", "60", "--rate-limit", "off"],
             stdout=open(self.out, "w"), stderr=open(self.err, "w"))
         procs.append(self.proc)
         for _ in range(600):

@@ -162,7 +162,8 @@ class Usherd:
         env = dict(os.environ, USHER_REPLICATION_TOKEN=REPL_TOKEN)
         self.proc = subprocess.Popen(
             [USHERD, "--listen", f"127.0.0.1:{self.port}", "--data-dir", self.data, "--shards",
-             "2", "--password-cost", "min", "--hold-ttl", "10", "--replication-streams", "4"]
+             "2", "--password-cost", "min", "--hold-ttl", "10", "--replication-streams", "4",
+             "--rate-limit", "off"]
             + self.extra, env=env, stdout=open(self.out, "w"), stderr=open(self.err, "w"))
         procs.append(self.proc)
         for _ in range(600):

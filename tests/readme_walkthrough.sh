@@ -10,7 +10,7 @@ pid=
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$dir"; }
 trap cleanup EXIT
 "$usherd" --listen 127.0.0.1:0 --data-dir "$dir/data" --shards 2 --demo --password-cost min \
-    >"$dir/out" 2>"$dir/err" &
+    --rate-limit off >"$dir/out" 2>"$dir/err" &
 pid=$!
 for _ in $(seq 1 300); do grep -q '^listening on ' "$dir/out" && break; sleep 0.1; done
 url=$(sed -n 's/^listening on //p' "$dir/out")

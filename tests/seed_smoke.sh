@@ -20,7 +20,7 @@ start() { # $1: name; sets $url (no subshell: the PID must reach cleanup)
     USHER_ADMIN_PASSWORD=$password "$usherd" --create-admin "$email" --data-dir "$dir/$1" \
         --shards 2 --password-cost min >"$dir/$1.admin" 2>&1 || fail "--create-admin failed" "$dir/$1.admin"
     "$usherd" --listen 127.0.0.1:0 --data-dir "$dir/$1" --shards 2 --password-cost min \
-        >"$dir/$1.out" 2>"$dir/$1.err" &
+        --rate-limit off >"$dir/$1.out" 2>"$dir/$1.err" &
     pids+=($!)
     for _ in $(seq 1 300); do grep -q '^listening on ' "$dir/$1.out" && break; sleep 0.1; done
     url=$(sed -n 's/^listening on //p' "$dir/$1.out")
