@@ -793,7 +793,7 @@ static uint32_t count_of_key(const rc_count *v, uint32_t n, const char *key)
 {
     for (uint32_t i = 0; key != NULL && i < n; i++) {
         if (strcasecmp(v[i].key, key) == 0)
-            return v[i].n < RC_COUNTED_MAX ? v[i].n : RC_COUNTED_MAX;
+            return v[i].n;
     }
     return 0;
 }
@@ -802,7 +802,7 @@ static uint32_t count_of_id(const rc_count *v, uint32_t n, uint64_t id)
 {
     for (uint32_t i = 0; i < n; i++) {
         if (v[i].id == id)
-            return v[i].n < RC_COUNTED_MAX ? v[i].n : RC_COUNTED_MAX;
+            return v[i].n;
     }
     return 0;
 }
@@ -830,11 +830,18 @@ static void profile_build(catalog_read *rd, const rc_ctx *c, rc_profile *p)
 /* A candidate scored. */
 typedef struct rc_scored {
     const rc_movie *mv;
-    json_t *movie; /* the catalog's movie (owned) */
-    uint32_t genre_n, lang_n, theater_n, popular;
+    json_t *movie;                          /* the catalog's movie (owned) */
+    uint32_t genre_n, lang_n, theater_n;    /* past bookings that match (said in the reason) */
+    uint32_t genre, lang, theater, popular; /* points */
     uint32_t score;
     bool booked;
 } rc_scored;
+
+/* Points for `n` matching past bookings: RC_COUNTED_MAX of them count. */
+static uint32_t points(uint32_t n, uint32_t each)
+{
+    return (n < RC_COUNTED_MAX ? n : RC_COUNTED_MAX) * each;
+}
 
 static int scored_cmp(const void *a, const void *b)
 {
@@ -906,9 +913,9 @@ static json_t *rc_item(catalog_read *rd, const rc_scored *sc, const rc_ctx *c)
     json_object_set_new(show, "seats_available", json_integer(mv->best_free));
     json_decref(t);
     json_t *parts = json_object();
-    json_object_set_new(parts, "genre", json_integer(sc->genre_n * RC_GENRE_POINTS));
-    json_object_set_new(parts, "language", json_integer(sc->lang_n * RC_LANG_POINTS));
-    json_object_set_new(parts, "theater", json_integer(sc->theater_n * RC_THEATER_POINTS));
+    json_object_set_new(parts, "genre", json_integer(sc->genre));
+    json_object_set_new(parts, "language", json_integer(sc->lang));
+    json_object_set_new(parts, "theater", json_integer(sc->theater));
     json_object_set_new(parts, "popularity", json_integer(sc->popular));
     json_t *o = json_object();
     json_object_set_new(o, "movie", movie);
@@ -978,8 +985,10 @@ static void rc_cand_gather(net_shard *sh, net_job *parent)
         x->theater_n = count_of_id(p->theaters, p->ntheaters, mv[i].best_theater);
         uint64_t pop = mv[i].sold / RC_SOLD_PER_POINT;
         x->popular = pop < RC_POPULAR_MAX ? (uint32_t)pop : RC_POPULAR_MAX;
-        x->score = x->genre_n * RC_GENRE_POINTS + x->lang_n * RC_LANG_POINTS +
-                   x->theater_n * RC_THEATER_POINTS + x->popular;
+        x->genre = points(x->genre_n, RC_GENRE_POINTS);
+        x->lang = points(x->lang_n, RC_LANG_POINTS);
+        x->theater = points(x->theater_n, RC_THEATER_POINTS);
+        x->score = x->genre + x->lang + x->theater + x->popular;
         x->booked = net__browse_ids_has(p->booked, p->nbooked, mv[i].movie_id);
     }
     qsort(sc, n, sizeof(*sc), scored_cmp);

@@ -649,6 +649,22 @@ Test(advice, recommendations_follow_genre_language_and_theater)
     item_must(a, faraway, NULL);
     a = recommend(&u, "?city=Atlantis");
     cr_assert_eq(h_jlen(a, "items"), 0);
+
+    /* Five more bookings of the thriller at Andheri: points count five
+     * bookings per signal at most, the reason tells the real number. */
+    const char *more[] = {"A2", "A3", "A4", "B1", "B2"};
+    for (int i = 0; i < 5; i++)
+        book(&u, st_booked, more[i]);
+    a = recommend(&u, "");
+    items_sane(a);
+    cr_assert_eq(h_jint(h_jget(a, "based_on"), "bookings"), 6);
+    thr = item_must(a, thriller, NULL);
+    cr_assert_eq(h_jint(h_jget(thr, "score_parts"), "genre"), 15);
+    cr_assert_eq(h_jint(h_jget(thr, "score_parts"), "language"), 10);
+    com = item_must(a, comedy, NULL);
+    cr_assert_eq(h_jint(h_jget(com, "score_parts"), "theater"), 10);
+    cr_assert(strstr(reason(com), "where you booked 6 times before") != NULL, "reason: %s",
+              reason(com));
     h_done();
 }
 
