@@ -358,8 +358,10 @@ static json_t *ps_category(const ps_out *own, uint32_t c, int64_t left_ms, const
                           factor("time_to_start", json_real((double)tenths / 10.0), tim, reason));
 
     /* comparable sell-through */
-    int cmp = rule_comparable(s->pm, s->n);
-    if (s->n == 0)
+    int cmp = sellable > 0 ? rule_comparable(s->pm, s->n) : 0;
+    if (sellable == 0)
+        snprintf(reason, sizeof(reason), "no %s seats are for sale", name);
+    else if (s->n == 0)
         snprintf(reason, sizeof(reason), "no comparable showtime has started yet: %s",
                  signed_pct(0, e1));
     else
