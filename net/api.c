@@ -215,6 +215,11 @@ int net__query_u64(net_request *r, const char *name, uint64_t min, uint64_t max,
     return query_u64(r, name, min, max, out);
 }
 
+int net__query_get(const net_request *r, const char *name, char *out, size_t cap)
+{
+    return query_get(r, name, out, cap);
+}
+
 /* page and limit; answers 400 and returns false when invalid. */
 static bool query_page(net_request *r, uint64_t *page, uint64_t *limit)
 {
@@ -1862,6 +1867,26 @@ static bool scatter_failed(net_request *r)
             return true;
     }
     return false;
+}
+
+void net__scatter(net_request *r, net_job_fn part_run, net_job_fn gather)
+{
+    scatter(r, part_run, gather);
+}
+
+void net__scatter_free(net_request *r)
+{
+    scatter_free(r);
+}
+
+bool net__scatter_failed(net_request *r)
+{
+    return scatter_failed(r);
+}
+
+void net__read_done(net_shard *sh, net_job *j)
+{
+    job_done(sh, j, observed_lsn(sh), false);
 }
 
 /* --- GET /api/showtimes --------------------------------------------------------------- */
@@ -3527,6 +3552,8 @@ static const route routes[] = {
     {HTTP_POST, "/api/showtimes/:id/queue/join", h_queue_me, AUTH_USER, false},
     {HTTP_GET, "/api/showtimes/:id/queue/me", h_queue_me, AUTH_USER, false},
     {HTTP_DELETE, "/api/showtimes/:id/queue/me", h_queue_me, AUTH_USER, false},
+    {HTTP_GET, "/api/pricing/suggest", net__route_pricing_suggest, AUTH_ADMIN, false},
+    {HTTP_GET, "/api/recommendations", net__route_recommendations, AUTH_USER, false},
     {HTTP_GET, "/api/replication", net__route_replication, AUTH_REPL, true},
     {HTTP_GET, "/api/replication/snapshot", net__route_replication_snapshot, AUTH_REPL, true},
     {HTTP_GET, "/api/replication/status", net__route_replication_status, AUTH_REPL, false},

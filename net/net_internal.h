@@ -236,7 +236,7 @@ struct net_conn {
 
 /* ---- Shards ----------------------------------------------------------------- */
 
-enum { NET_ROUTE_SLOTS = 48 /* > the number of routes; the last counts the rest */ };
+enum { NET_ROUTE_SLOTS = 64 /* > the number of routes; the last counts the rest */ };
 
 typedef struct net_metrics {
     _Atomic uint64_t requests;
@@ -426,6 +426,26 @@ void net__problem(net_request *r, int status, const char *type, const char *titl
 /* A query parameter that must be an integer within [min, max]: 1 (set), 0
  * (absent), -1 (answered 400). */
 int net__query_u64(net_request *r, const char *name, uint64_t min, uint64_t max, uint64_t *out);
+
+/* api.c: shared with advice.c */
+/* A query parameter, percent-decoded into `out`: 1 (set), 0 (absent), -1
+ * (malformed, or `cap` bytes or longer). Answers nothing. */
+int net__query_get(const net_request *r, const char *name, char *out, size_t cap);
+/* Scatter-gather: one job running `part_run` goes to every shard (parts[i]
+ * to shard i, each with the caller's user_id and role; the parent's `text`
+ * and `id` are theirs to read); `gather` runs on the origin once every part
+ * is back, parts that could not be sent marked failed. A part leaves its
+ * results in `out` (one malloc'd block: net__scatter_free frees it). */
+void net__scatter(net_request *r, net_job_fn part_run, net_job_fn gather);
+void net__scatter_free(net_request *r);
+bool net__scatter_failed(net_request *r);
+/* On the target: a read job's answer is built; it goes back once the state
+ * it looked at is durable. */
+void net__read_done(net_shard *sh, net_job *j);
+
+/* advice.c */
+void net__route_pricing_suggest(net_request *r);
+void net__route_recommendations(net_request *r);
 
 /* replication.c */
 void net__route_replication(net_request *r);
