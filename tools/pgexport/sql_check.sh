@@ -2,11 +2,12 @@
 # Self-test of usher-pgexport's SQL (tools/pgexport/migrations/*.sql).
 #
 # Starts a throwaway PostgreSQL 15 cluster in a temporary directory (unix socket only), applies
-# the three migrations as the exporter would (each file once, in one transaction), feeds
-# usher_apply event batches built from the examples of docs/replication.md and checks, with
-# queries compared to expected values: the tables, the exactly-once guard (UR001), every
-# analytics view, a snapshot bootstrap (lapsed holds, soft deletes, UR002, UR003), and then
-# times 10,000 booking.reserved + booking.confirmed events in batches of 1,000.
+# the migrations as the exporter would (each file once, in one transaction; 004 only after the
+# first events, as an upgrade of a database with data), feeds usher_apply event batches built
+# from the examples of docs/replication.md and checks, with queries compared to expected values:
+# the tables, the exactly-once guard (UR001), every analytics view, a snapshot bootstrap (lapsed
+# holds, soft deletes, UR002, UR003), waiting lists, queues and price changes (004_onsale.sql),
+# and then times 10,000 booking.reserved + booking.confirmed events in batches of 1,000.
 #
 # Usage: tools/pgexport/sql_check.sh        (as root or as any user that can run PostgreSQL)
 # Needs: postgresql-15 (Debian: /usr/lib/postgresql/15/bin), psql. Exit 0 = every check passed.
@@ -48,14 +49,18 @@ export PGHOST="$SOCK" PGUSER=postgres PGTZ=UTC
 PSQL=(psql -X -q -v ON_ERROR_STOP=1)
 "${PSQL[@]}" -d postgres -c "CREATE DATABASE usher" -c "CREATE DATABASE bench"
 
-migrate() {   # the exporter's way: each file once, in one transaction
-    local f
-    for f in "$MIG"/001_core.sql "$MIG"/002_apply.sql "$MIG"/003_analytics.sql; do
-        "${PSQL[@]}" --single-transaction -d "$1" -f "$f"
+MIGRATIONS=(001_core.sql 002_apply.sql 003_analytics.sql 004_onsale.sql)
+[ "$(cd "$MIG" && ls -- *.sql | paste -sd' ')" = "${MIGRATIONS[*]}" ] ||
+    { echo "sql_check: MIGRATIONS does not list exactly the files of $MIG" >&2; exit 2; }
+migrate() {   # migrate DB FILE...: the exporter's way, each file once, in one transaction
+    local db=$1 f
+    shift
+    for f in "$@"; do
+        "${PSQL[@]}" --single-transaction -d "$db" -f "$MIG/$f"
     done
 }
-migrate usher
-migrate bench
+migrate usher "${MIGRATIONS[@]:0:3}"   # 004_onsale.sql comes later, on a database with data
+migrate bench "${MIGRATIONS[@]}"
 echo "sql_check: migrations applied"
 
 FAILS=0
@@ -154,6 +159,10 @@ check "empty batch on a new shard" "SELECT usher_apply(0, '[]')" "0"
 [ "$(apply 0 "$WORK/s0.ndjson")" = 11 ] || { echo "FAIL shard 0 batch"; exit 1; }
 # Catalog upserts are idempotent as such, but the LSN guard refuses a repeat all the same.
 [ "$(apply 1 "$WORK/s1a.ndjson")" = 14 ] || { echo "FAIL shard 1 batch a"; exit 1; }
+# An upgrade: 004 on a database with bookings (they become source 'reserve'); batch b and every
+# later event go through 004's usher_apply.
+migrate usher "${MIGRATIONS[@]:3}"
+echo "sql_check: 004_onsale.sql applied on a database with data"
 [ "$(apply 1 "$WORK/s1b.ndjson")" = 24 ] || { echo "FAIL shard 1 batch b"; exit 1; }
 check "empty batch keeps the LSN" "SELECT usher_apply(1, '[]'), usher_apply(1, NULL)" "24|24"
 
@@ -201,6 +210,8 @@ check "bookings" \
 6|4|1|45|33|{1}|{A2}|15000|0|INR|upi|confirmed|2026-11-21 10:10:00+00|2026-11-21 10:15:00+00||2026-11-21 10:11:00+00|
 7||1|46|33|{4,5}|{C5,C6}|40000|0|INR||held|2026-11-22 05:10:00+00|2099-01-01 00:00:00+00|||
 8||1|45|32|{0}|{A1}|15000|0|INR||held|2026-11-21 10:20:00+00|2026-11-21 10:25:00+00|||"
+check "bookings.source (holds 1-3 from before 004, the others after)" \
+"SELECT source, count(*), min(hold_id) - $H, max(hold_id) - $H FROM bookings GROUP BY source" "reserve|8|1|8"
 
 # ---------------------------------------------------------------------------------------------
 echo "sql_check: the exactly-once guard"
@@ -441,6 +452,144 @@ SELECT lsn || ' ' || snapshot_lsn FROM export_state WHERE shard = 7;
 EOF
 )"
 check_value "two bootstraps in one session" "$(nonblank "$out")" "1 1 2 6 6"
+
+# ---------------------------------------------------------------------------------------------
+echo "sql_check: waiting lists, queues and price changes (004_onsale.sql)"
+# Shard 1 goes on from LSN 33. Showtime 47 (layout 10: C1..C6, prices [22000]; C2, C3 sold): a
+# queue (user 33 leaves before the start), a price change to 24000, a waiting list whose first
+# offer (C4, C5 at the new price) is confirmed and whose second (C6) expires. Showtime 46: an offer
+# released; a queue removed after one admission and configured again (a second queue, from place 0).
+cat >"$WORK/w1.ndjson" <<EOF
+{"v":1,"shard":1,"lsn":34,"ts":"2026-11-22T06:10:00.000Z","type":"queue.configured","data":{"showtime_id":47,"rate_per_second":2,"starts_at":"2026-11-22T06:30:00.000Z"}}
+{"v":1,"shard":1,"lsn":35,"ts":"2026-11-22T06:11:00.000Z","type":"queue.joined","data":{"showtime_id":47,"user_id":31}}
+{"v":1,"shard":1,"lsn":36,"ts":"2026-11-22T06:12:00.000Z","type":"queue.joined","data":{"showtime_id":47,"user_id":32}}
+{"v":1,"shard":1,"lsn":37,"ts":"2026-11-22T06:13:00.000Z","type":"queue.joined","data":{"showtime_id":47,"user_id":33}}
+{"v":1,"shard":1,"lsn":38,"ts":"2026-11-22T06:14:00.000Z","type":"queue.left","data":{"showtime_id":47,"user_id":33}}
+{"v":1,"shard":1,"lsn":39,"ts":"2026-11-22T06:30:00.000Z","type":"queue.started","data":{"showtime_id":47}}
+{"v":1,"shard":1,"lsn":40,"ts":"2026-11-22T06:30:01.000Z","type":"queue.admitted","data":{"showtime_id":47,"admitted_through":3}}
+{"v":1,"shard":1,"lsn":41,"ts":"2026-11-22T06:40:00.000Z","type":"showtime.repriced","data":{"showtime_id":47,"prices":[24000]}}
+{"v":1,"shard":1,"lsn":42,"ts":"2026-11-22T06:41:00.000Z","type":"waitlist.joined","data":{"showtime_id":47,"user_id":31,"count":2,"category":0}}
+{"v":1,"shard":1,"lsn":43,"ts":"2026-11-22T06:42:00.000Z","type":"waitlist.joined","data":{"showtime_id":47,"user_id":32,"count":1,"category":null}}
+{"v":1,"shard":1,"lsn":44,"ts":"2026-11-22T06:43:00.000Z","type":"waitlist.joined","data":{"showtime_id":47,"user_id":33,"count":1,"category":null}}
+{"v":1,"shard":1,"lsn":45,"ts":"2026-11-22T06:44:00.000Z","type":"waitlist.left","data":{"showtime_id":47,"user_id":33}}
+EOF
+cat >"$WORK/w2.ndjson" <<EOF
+{"v":1,"shard":1,"lsn":46,"ts":"2026-11-22T06:50:00.000Z","type":"waitlist.offered","data":{"hold_id":$(h 12),"showtime_id":47,"user_id":31,"seats":[3,4],"amount":48000,"currency":"INR","expires_at":"2026-11-22T06:55:00.000Z"}}
+{"v":1,"shard":1,"lsn":47,"ts":"2026-11-22T06:52:00.000Z","type":"booking.confirmed","data":{"booking_id":$(h 7),"hold_id":$(h 12),"method":"upi"}}
+{"v":1,"shard":1,"lsn":48,"ts":"2026-11-22T06:53:00.000Z","type":"waitlist.offered","data":{"hold_id":$(h 13),"showtime_id":47,"user_id":32,"seats":[5],"amount":24000,"currency":"INR","expires_at":"2026-11-22T06:58:00.000Z"}}
+{"v":1,"shard":1,"lsn":49,"ts":"2026-11-22T06:58:00.100Z","type":"hold.expired","data":{"hold_id":$(h 13)}}
+{"v":1,"shard":1,"lsn":50,"ts":"2026-11-22T07:00:00.000Z","type":"waitlist.joined","data":{"showtime_id":46,"user_id":32,"count":1,"category":0}}
+{"v":1,"shard":1,"lsn":51,"ts":"2026-11-22T07:01:00.000Z","type":"waitlist.offered","data":{"hold_id":$(h 14),"showtime_id":46,"user_id":32,"seats":[0],"amount":20000,"currency":"INR","expires_at":"2026-11-22T07:06:00.000Z"}}
+{"v":1,"shard":1,"lsn":52,"ts":"2026-11-22T07:02:00.000Z","type":"hold.released","data":{"hold_id":$(h 14)}}
+{"v":1,"shard":1,"lsn":53,"ts":"2026-11-22T07:03:00.000Z","type":"queue.configured","data":{"showtime_id":46,"rate_per_second":5,"starts_at":"2026-11-22T07:10:00.000Z"}}
+{"v":1,"shard":1,"lsn":54,"ts":"2026-11-22T07:04:00.000Z","type":"queue.joined","data":{"showtime_id":46,"user_id":31}}
+{"v":1,"shard":1,"lsn":55,"ts":"2026-11-22T07:10:00.000Z","type":"queue.started","data":{"showtime_id":46}}
+{"v":1,"shard":1,"lsn":56,"ts":"2026-11-22T07:10:01.000Z","type":"queue.admitted","data":{"showtime_id":46,"admitted_through":1}}
+{"v":1,"shard":1,"lsn":57,"ts":"2026-11-22T07:20:00.000Z","type":"queue.configured","data":{"showtime_id":46,"rate_per_second":0,"starts_at":null}}
+{"v":1,"shard":1,"lsn":58,"ts":"2026-11-22T07:21:00.000Z","type":"queue.configured","data":{"showtime_id":46,"rate_per_second":5,"starts_at":"2026-11-22T07:30:00.000Z"}}
+{"v":1,"shard":1,"lsn":59,"ts":"2026-11-22T07:22:00.000Z","type":"queue.joined","data":{"showtime_id":46,"user_id":32}}
+{"v":1,"shard":1,"lsn":60,"ts":"2026-11-22T07:23:00.000Z","type":"queue.joined","data":{"showtime_id":46,"user_id":33}}
+{"v":1,"shard":1,"lsn":61,"ts":"2026-11-22T07:30:00.000Z","type":"queue.started","data":{"showtime_id":46}}
+{"v":1,"shard":1,"lsn":62,"ts":"2026-11-22T07:30:01.000Z","type":"queue.admitted","data":{"showtime_id":46,"admitted_through":2}}
+EOF
+check "showtime 47 before the price change" "SELECT prices FROM showtimes WHERE id = 47" "[22000]"
+[ "$(apply 1 "$WORK/w1.ndjson")" = 45 ] || { echo "FAIL shard 1 batch w1"; exit 1; }
+check "showtime.repriced: prices (other columns and existing holds unchanged)" \
+"SELECT s.id, s.prices, s.updated_at, s.layout_id, s.seat_count, s.starts_at, s.movie_id, s.doc->'prices',
+        (SELECT string_agg((hold_id - $H) || ':' || amount, ',' ORDER BY hold_id) FROM bookings WHERE showtime_id = 47)
+   FROM showtimes s WHERE s.id = 47" \
+"47|[24000]|2026-11-22 06:40:00+00|10|6|2026-11-23 13:00:00+00|13|{\"regular\": 22000}|9:22000,10:44000"
+check "showtime.repriced of an unknown showtime changes nothing" \
+"BEGIN; DO \$\$ BEGIN PERFORM usher_apply(2, '[{\"v\":1,\"shard\":2,\"lsn\":1,\"ts\":\"2026-11-22T06:40:00Z\",\"type\":\"showtime.repriced\",\"data\":{\"showtime_id\":99,\"prices\":[1]}}]'); END \$\$;
+ SELECT count(*), (SELECT type FROM booking_events WHERE shard = 2) FROM showtimes WHERE id = 99; ROLLBACK" "0|showtime.repriced"
+
+# The guards with the new types: a re-sent batch, a gap, an offer repeating a hold.
+before="$(snap_state)"
+check_error "re-sending batch w1" UR001 -v batch="$(batch "$WORK/w1.ndjson")" <<<"SELECT usher_apply(1, :'batch');"
+check_error "a gap (batch w2 without its first event)" UR001 -v batch="$(batch <(tail -n +2 "$WORK/w2.ndjson"))" <<<"SELECT usher_apply(1, :'batch');"
+check_error "batch w2 twice in one batch" UR001 -v batch="$(batch <(cat "$WORK/w2.ndjson" "$WORK/w2.ndjson"))" <<<"SELECT usher_apply(1, :'batch');"
+try_apply "waitlist.offered of a hold already there" 23505 \
+    "$(head -n1 "$WORK/w2.ndjson")" "$(head -n1 "$WORK/w2.ndjson" | sed 's/"lsn":46/"lsn":47/')"
+try_apply "waitlist.offered of a reserved hold" 23505 \
+    "$(head -n1 "$WORK/w2.ndjson" | sed "s/\"hold_id\":$(h 12)/\"hold_id\":$(h 9)/")"
+after="$(snap_state)"
+CHECKS=$((CHECKS + 1))
+[ "$before" = "$after" ] || { echo "FAIL state changed by refused batches: $before -> $after"; FAILS=$((FAILS + 1)); }
+
+revenue_probe() {   # the waitlist booking's marks on the views: must move by exactly its sale
+    q "SELECT (SELECT gross FROM revenue_daily WHERE bucket = '2026-11-22'), (SELECT tickets FROM revenue_by_movie WHERE movie_id = 13),
+              (SELECT net FROM revenue_by_theater WHERE theater_id = 9), (SELECT bookings FROM avg_ticket_price),
+              (SELECT gross FROM user_lifetime_value WHERE user_id = 31), (SELECT sold FROM occupancy_by_showtime WHERE showtime_id = 47)"
+}
+rev_before="$(revenue_probe)"
+[ "$(apply 1 "$WORK/w2.ndjson")" = 62 ] || { echo "FAIL shard 1 batch w2"; exit 1; }
+rev_after="$(revenue_probe)"
+check_value "revenue views count the confirmed offer (+48000, 2 tickets)" \
+    "$(paste -d'|' <(tr '|' '\n' <<<"$rev_before") <(tr '|' '\n' <<<"$rev_after") | awk -F'|' '{ printf "%s%d", (NR > 1 ? "|" : ""), $2 - $1 }')" \
+    "48000|2|48000|1|48000|2"
+check "waitlist offers in bookings" \
+"SELECT hold_id - $H, booking_id - $H, shard, showtime_id, user_id, seats, seat_labels, amount, currency, method, status, source,
+        reserved_at, expires_at, ended_at, confirmed_at
+   FROM bookings WHERE source = 'waitlist' ORDER BY hold_id" \
+"12|7|1|47|31|{3,4}|{C4,C5}|48000|INR|upi|confirmed|waitlist|2026-11-22 06:50:00+00|2026-11-22 06:55:00+00||2026-11-22 06:52:00+00
+13||1|47|32|{5}|{C6}|24000|INR||expired|waitlist|2026-11-22 06:53:00+00|2026-11-22 06:58:00+00|2026-11-22 06:58:00.1+00|
+14||1|46|32|{0}|{C1}|20000|INR||released|waitlist|2026-11-22 07:01:00+00|2026-11-22 07:06:00+00|2026-11-22 07:02:00+00|"
+check "bookings.source" "SELECT source, count(*) FROM bookings GROUP BY source ORDER BY source" \
+"reserve|10
+waitlist|3"
+check "revenue_by_movie with the offer" "SELECT * FROM revenue_by_movie ORDER BY movie_id" \
+"12|Monsoon Wedding Redux|2|3|65000|40000|25000
+13|Orbit of Ash|5|10|212000|30000|182000"
+check "new events in booking_events" \
+"SELECT type, count(*), count(hold_id), count(booking_id) FROM booking_events WHERE shard = 1 AND lsn BETWEEN 34 AND 62 GROUP BY type ORDER BY type" \
+"booking.confirmed|1|1|1
+hold.expired|1|1|0
+hold.released|1|1|0
+queue.admitted|3|0|0
+queue.configured|4|0|0
+queue.joined|6|0|0
+queue.left|1|0|0
+queue.started|3|0|0
+showtime.repriced|1|0|0
+waitlist.joined|4|0|0
+waitlist.left|1|0|0
+waitlist.offered|3|3|0"
+check "... data as received" \
+"SELECT lsn, data FROM booking_events WHERE shard = 1 AND lsn IN (41, 43, 57) ORDER BY lsn" \
+"41|{\"prices\": [24000], \"showtime_id\": 47}
+43|{\"count\": 1, \"user_id\": 32, \"category\": null, \"showtime_id\": 47}
+57|{\"starts_at\": null, \"showtime_id\": 46, \"rate_per_second\": 0}"
+check "export_state after the on-sale batches" "SELECT lsn, events FROM export_state WHERE shard = 1" "62|56"
+check "waitlist_conversion" "SELECT * FROM waitlist_conversion ORDER BY showtime_id" \
+"46|1|0|1|0|1|0|0.0000
+47|3|1|2|1|0|1|0.5000"
+# 46: two queues (removed after admitting through place 1, configured again, admitted through 2).
+check "queue_activity" "SELECT * FROM queue_activity ORDER BY showtime_id" \
+"46|5|2026-11-22 07:30:00+00|2026-11-22 07:30:00+00|3|0|3
+47|2|2026-11-22 06:30:00+00|2026-11-22 06:30:00+00|3|1|3"
+try_apply "stream after the on-sale batches: a gap (64)" UR001 "$(resv 64 "$(h 15)")"
+check "stream continues at 63" "SELECT usher_apply(1, '[$(resv 63 "$(h 15)")]')" "63"
+check "... booking.reserved: source 'reserve'" "SELECT source, amount, seat_labels FROM bookings WHERE hold_id = $(h 15)" "reserve|20000|{C1}"
+
+# snapshot.hold's "offer": shard 3 (hold ids 3 << 48), bootstrapped twice.
+H3=$((3 * H))
+cat >"$WORK/snap3.ndjson" <<EOF
+{"v":1,"shard":3,"type":"snapshot.layout","data":{"layout_id":20,"categories":["regular"],"seat_labels":["D1","D2","D3"],"seat_categories":[0,0,0]}}
+{"v":1,"shard":3,"type":"snapshot.showtime","data":{"showtime_id":300,"layout_id":20,"starts_at":"2026-11-24T10:00:00.000Z","prices":[18000],"seat_count":3,"held":3,"sold":0}}
+{"v":1,"shard":3,"type":"snapshot.hold","data":{"hold_id":$((H3 + 1)),"showtime_id":300,"user_id":31,"seats":[0],"amount":18000,"currency":"INR","reserved_at":"2026-11-22T08:00:00.000Z","expires_at":"2099-01-01T00:00:00.000Z","offer":true}}
+{"v":1,"shard":3,"type":"snapshot.hold","data":{"hold_id":$((H3 + 2)),"showtime_id":300,"user_id":32,"seats":[1],"amount":18000,"currency":"INR","reserved_at":"2026-11-22T08:01:00.000Z","expires_at":"2099-01-01T00:00:00.000Z","offer":false}}
+{"v":1,"shard":3,"type":"snapshot.hold","data":{"hold_id":$((H3 + 3)),"showtime_id":300,"user_id":33,"seats":[2],"amount":18000,"currency":"INR","reserved_at":"2026-11-22T08:02:00.000Z","expires_at":"2099-01-01T00:00:00.000Z"}}
+EOF
+out="$("${PSQL[@]}" -A -t -d usher -v r="$(batch "$WORK/snap3.ndjson")" -v r2="$(batch <(sed -n 3p "$WORK/snap3.ndjson" | sed 's/,"offer":true//'))" <<'EOF'
+BEGIN; SELECT usher_snapshot_begin(3); SELECT usher_snapshot_rows(3, :'r'); SELECT usher_snapshot_end(3, 10); COMMIT;
+SELECT string_agg(source, ',' ORDER BY hold_id) FROM bookings WHERE shard = 3;
+BEGIN; SELECT usher_snapshot_begin(3); SELECT usher_snapshot_rows(3, :'r2'); SELECT usher_snapshot_end(3, 20); COMMIT;
+SELECT string_agg(source || ':' || status, ',' ORDER BY hold_id) FROM bookings WHERE shard = 3;
+EOF
+)"
+# The second bootstrap lists only hold 1, without "offer": it stays 'waitlist'; 2 and 3 lapse.
+check_value "snapshot.hold offer -> source" "$(nonblank "$out")" \
+    "5 waitlist,reserve,reserve 1 waitlist:held,reserve:lapsed,reserve:lapsed"
 
 # ---------------------------------------------------------------------------------------------
 echo "sql_check: throughput (10,000 events, batches of 1,000, one transaction each)"
