@@ -18,6 +18,7 @@
 #include "net_internal.h"
 
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -859,6 +860,22 @@ static int scored_cmp(const void *a, const void *b)
     return x->mv->movie_id < y->mv->movie_id ? -1 : x->mv->movie_id > y->mv->movie_id;
 }
 
+/* Appends "; " (past the first) and one formatted clause to `out` (`*o`
+ * bytes used of `cap`); stops quietly at the end of the buffer. */
+__attribute__((format(printf, 4, 5))) static void reason_add(char *out, size_t cap, size_t *o,
+                                                             const char *fmt, ...)
+{
+    if (*o > 0 && *o + 2 < cap) {
+        memcpy(out + *o, "; ", 3);
+        *o += 2;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    int w = vsnprintf(out + *o, cap - *o, fmt, ap);
+    va_end(ap);
+    *o = w > 0 && (size_t)w < cap - *o ? *o + (size_t)w : cap - 1;
+}
+
 /* The reason, in words, from the signals that scored. */
 static void rc_reason(const rc_scored *sc, const rc_ctx *c, const char *theater_name, char *out,
                       size_t cap)
@@ -868,29 +885,21 @@ static void rc_reason(const rc_scored *sc, const rc_ctx *c, const char *theater_
     const char *near = c->area_all ? "now" : "near you";
     size_t o = 0;
     out[0] = '\0';
-#define ADD(...)                                                       \
-    do {                                                               \
-        int w_ = snprintf(out + o, cap - o, "%s", o > 0 ? "; " : "");  \
-        o += w_ > 0 && (size_t)w_ < cap - o ? (size_t)w_ : 0;          \
-        w_ = snprintf(out + o, cap - o, __VA_ARGS__);                  \
-        o = w_ > 0 && (size_t)w_ < cap - o ? o + (size_t)w_ : cap - 1; \
-    } while (0)
     if (sc->booked)
-        ADD("you already booked this movie: another showtime");
+        reason_add(out, cap, &o, "you already booked this movie: another showtime");
     if (sc->genre_n > 0)
-        ADD("%s, like %u of your past bookings", genre, sc->genre_n);
+        reason_add(out, cap, &o, "%s, like %u of your past bookings", genre, sc->genre_n);
     if (sc->lang_n > 0)
-        ADD("in %s, like %u of your past bookings", lang, sc->lang_n);
+        reason_add(out, cap, &o, "in %s, like %u of your past bookings", lang, sc->lang_n);
     if (sc->theater_n > 0)
-        ADD("at %s, where you booked %u time%s before", theater_name, sc->theater_n,
-            sc->theater_n == 1 ? "" : "s");
+        reason_add(out, cap, &o, "at %s, where you booked %u time%s before", theater_name,
+                   sc->theater_n, sc->theater_n == 1 ? "" : "s");
     if (sc->popular > 0)
-        ADD("popular %s: %" PRIu64 " seats sold", near, sc->mv->sold);
+        reason_add(out, cap, &o, "popular %s: %" PRIu64 " seats sold", near, sc->mv->sold);
     if (o == 0 && sc->mv->sold > 0)
-        ADD("popular %s", near);
+        reason_add(out, cap, &o, "popular %s", near);
     else if (o == 0)
-        ADD("showing soon%s", c->area_all ? "" : " near you");
-#undef ADD
+        reason_add(out, cap, &o, "showing soon%s", c->area_all ? "" : " near you");
 }
 
 static json_t *rc_item(catalog_read *rd, const rc_scored *sc, const rc_ctx *c)
