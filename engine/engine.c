@@ -223,11 +223,6 @@ const engine__layout *engine__showtime_layout(const engine *e, const showtime *s
     return &e->layouts[st->layout_slot];
 }
 
-static const engine__layout *showtime_layout(const engine *e, const showtime *st)
-{
-    return &e->layouts[st->layout_slot];
-}
-
 uint64_t engine__id_make(const engine *e, uint64_t seq)
 {
     return ((uint64_t)e->cfg.id_prefix << ID_SEQ_BITS) | seq;
@@ -260,7 +255,7 @@ static booking *booking_find(const engine *e, uint64_t id)
 
 static void seats_hold(const engine *e, showtime *st, const uint32_t *seats, uint32_t n)
 {
-    const engine__layout *l = showtime_layout(e, st);
+    const engine__layout *l = engine__showtime_layout(e, st);
     for (uint32_t i = 0; i < n; i++) {
         uint32_t s = seats[i];
         ENGINE_ASSERT(!engine__bit_get(st->held, s) && !engine__bit_get(st->sold, s) &&
@@ -276,7 +271,7 @@ static void seats_hold(const engine *e, showtime *st, const uint32_t *seats, uin
 
 static void seats_unhold(const engine *e, showtime *st, const uint32_t *seats, uint32_t n)
 {
-    const engine__layout *l = showtime_layout(e, st);
+    const engine__layout *l = engine__showtime_layout(e, st);
     for (uint32_t i = 0; i < n; i++) {
         uint32_t s = seats[i];
         ENGINE_ASSERT(engine__bit_get(st->held, s));
@@ -292,7 +287,7 @@ static void seats_unhold(const engine *e, showtime *st, const uint32_t *seats, u
 
 static void seats_sell(const engine *e, showtime *st, const uint32_t *seats, uint32_t n)
 {
-    const engine__layout *l = showtime_layout(e, st);
+    const engine__layout *l = engine__showtime_layout(e, st);
     for (uint32_t i = 0; i < n; i++) {
         uint32_t s = seats[i];
         ENGINE_ASSERT(engine__bit_get(st->held, s) && !engine__bit_get(st->sold, s));
@@ -307,7 +302,7 @@ static void seats_sell(const engine *e, showtime *st, const uint32_t *seats, uin
 
 static void seats_unsell(const engine *e, showtime *st, const uint32_t *seats, uint32_t n)
 {
-    const engine__layout *l = showtime_layout(e, st);
+    const engine__layout *l = engine__showtime_layout(e, st);
     for (uint32_t i = 0; i < n; i++) {
         uint32_t s = seats[i];
         ENGINE_ASSERT(engine__bit_get(st->sold, s));
@@ -466,15 +461,10 @@ static void hold_info_fill(const hold *h, engine_hold_info *out)
     memcpy(out->seats, h->seats, h->seat_count * sizeof(h->seats[0]));
 }
 
-static bool holds_full(const engine *e)
+bool engine__holds_full(const engine *e)
 {
     return e->heap_n >= e->cfg.holds_max ||
            (uint64_t)e->heap_n + e->booking_n >= e->cfg.bookings_max;
-}
-
-bool engine__holds_full(const engine *e)
-{
-    return holds_full(e);
 }
 
 static void record_hold_place(engine_record *rec, int64_t now_ms, const hold *h)
@@ -494,7 +484,7 @@ static void record_hold_place(engine_record *rec, int64_t now_ms, const hold *h)
 uint64_t engine__seats_amount(const engine *e, const showtime *st, const uint32_t *seats,
                               uint32_t n)
 {
-    const engine__layout *l = showtime_layout(e, st);
+    const engine__layout *l = engine__showtime_layout(e, st);
     uint64_t amount = 0;
     for (uint32_t i = 0; i < n; i++)
         amount += st->prices[l->seat_cat[seats[i]]];
@@ -536,7 +526,7 @@ engine_result engine_hold_place(engine *e, int64_t now_ms, uint64_t showtime_id,
     if (r != ENGINE_OK)
         return r;
     ENGINE_ASSERT(seats != NULL && rec != NULL);
-    const engine__layout *l = showtime_layout(e, st);
+    const engine__layout *l = engine__showtime_layout(e, st);
     for (uint32_t i = 0; i < seat_count; i++) {
         if (seats[i] >= l->seat_count)
             return ENGINE_UNKNOWN_SEAT;
@@ -571,7 +561,7 @@ engine_result engine_hold_place(engine *e, int64_t now_ms, uint64_t showtime_id,
             *conflict_count = k;
         return nblocked > 0 ? ENGINE_SEAT_BLOCKED : ENGINE_SEAT_TAKEN;
     }
-    if (holds_full(e))
+    if (engine__holds_full(e))
         return ENGINE_CAPACITY;
 
     uint32_t slot =
@@ -706,7 +696,7 @@ bool engine__best_find(engine *e, showtime *st, uint32_t count, uint32_t categor
                        bool allow_access, uint32_t *first)
 {
     (void)e;
-    const engine__layout *l = showtime_layout(e, st);
+    const engine__layout *l = engine__showtime_layout(e, st);
     best_pick best = {.found = false};
     if (st->counts[category].free >= count) {
         const uint64_t *cat = l->cat_mask + (size_t)category * l->words;
@@ -736,7 +726,7 @@ engine_result engine_hold_best(engine *e, int64_t now_ms, uint64_t showtime_id, 
     engine_result r = hold_precheck(e, now_ms, showtime_id, count, &st);
     if (r != ENGINE_OK)
         return r;
-    const engine__layout *l = showtime_layout(e, st);
+    const engine__layout *l = engine__showtime_layout(e, st);
     if (category >= l->category_count)
         return ENGINE_UNKNOWN_CATEGORY;
     ENGINE_ASSERT(rec != NULL);
@@ -745,7 +735,7 @@ engine_result engine_hold_best(engine *e, int64_t now_ms, uint64_t showtime_id, 
     if (!engine__best_find(e, st, count, category, (options & ENGINE_BEST_ALLOW_ACCESSIBLE) != 0,
                            &first))
         return ENGINE_NOT_AVAILABLE;
-    if (holds_full(e))
+    if (engine__holds_full(e))
         return ENGINE_CAPACITY;
 
     uint32_t seats[ENGINE_HOLD_SEATS_MAX];
@@ -1370,7 +1360,7 @@ int engine_seat_state_get(const engine *e, uint64_t showtime_id, uint32_t seat)
     const showtime *st = engine__showtime_find(e, showtime_id);
     if (st == NULL)
         return -1;
-    const engine__layout *l = showtime_layout(e, st);
+    const engine__layout *l = engine__showtime_layout(e, st);
     if (seat >= l->seat_count)
         return -1;
     return (int)seat_state(l, st, seat);
@@ -1381,7 +1371,7 @@ int32_t engine_seatmap_get(const engine *e, uint64_t showtime_id, uint8_t *state
     const showtime *st = engine__showtime_find(e, showtime_id);
     if (st == NULL)
         return -1;
-    const engine__layout *l = showtime_layout(e, st);
+    const engine__layout *l = engine__showtime_layout(e, st);
     if (cap < l->seat_count)
         return ENGINE_EBUFSIZE;
     for (uint32_t i = 0; i < l->seat_count; i++)
@@ -1395,7 +1385,7 @@ int32_t engine_availability_get(const engine *e, uint64_t showtime_id,
     const showtime *st = engine__showtime_find(e, showtime_id);
     if (st == NULL)
         return -1;
-    const engine__layout *l = showtime_layout(e, st);
+    const engine__layout *l = engine__showtime_layout(e, st);
     memcpy(counts, st->counts, sizeof(st->counts[0]) * ENGINE_CATEGORIES_MAX);
     return (int32_t)l->category_count;
 }
@@ -1405,7 +1395,7 @@ size_t engine_showtime_state_bytes(const engine *e, uint64_t showtime_id)
     const showtime *st = engine__showtime_find(e, showtime_id);
     if (st == NULL)
         return 0;
-    const engine__layout *l = showtime_layout(e, st);
+    const engine__layout *l = engine__showtime_layout(e, st);
     return sizeof(*st) + (size_t)l->words * 2 * sizeof(uint64_t) +
            (size_t)l->row_count * (2 * sizeof(uint32_t) + 1);
 }
@@ -1417,27 +1407,31 @@ static bool seq_is_next(const engine *e, uint64_t id, uint64_t next_seq)
     return (id >> ID_SEQ_BITS) == e->cfg.id_prefix && (id & ID_SEQ_MASK) == next_seq;
 }
 
-static int apply_hold_place(engine *e, const engine_record *rec)
+bool engine__hold_record_fits(const engine *e, const showtime *st, const engine_record *rec)
 {
-    showtime *st = engine__showtime_find(e, rec->u.hold_place.showtime_id);
-    if (st == NULL || rec->time_ms >= st->start_ms ||
-        !seq_is_next(e, rec->u.hold_place.hold_id, e->hold_seq) ||
-        rec->u.hold_place.seat_count < 1 || rec->u.hold_place.seat_count > ENGINE_HOLD_SEATS_MAX ||
-        holds_full(e) || rec->u.hold_place.expires_ms <= rec->time_ms)
-        return ENGINE_EREPLAY;
-    const engine__layout *l = showtime_layout(e, st);
-    for (uint32_t i = 0; i < rec->u.hold_place.seat_count; i++) {
+    const uint32_t n = rec->u.hold_place.seat_count;
+    if (rec->time_ms >= st->start_ms || !seq_is_next(e, rec->u.hold_place.hold_id, e->hold_seq) ||
+        n < 1 || n > ENGINE_HOLD_SEATS_MAX || engine__holds_full(e) ||
+        rec->u.hold_place.expires_ms <= rec->time_ms)
+        return false;
+    const engine__layout *l = engine__showtime_layout(e, st);
+    for (uint32_t i = 0; i < n; i++) {
         uint32_t s = rec->u.hold_place.seats[i];
         if (s >= l->seat_count || engine__bit_get(l->blocked, s) || engine__bit_get(st->held, s) ||
             engine__bit_get(st->sold, s))
-            return ENGINE_EREPLAY;
+            return false;
         for (uint32_t j = 0; j < i; j++) {
             if (rec->u.hold_place.seats[j] == s)
-                return ENGINE_EREPLAY;
+                return false;
         }
     }
-    if (engine__seats_amount(e, st, rec->u.hold_place.seats, rec->u.hold_place.seat_count) !=
-        rec->u.hold_place.amount)
+    return engine__seats_amount(e, st, rec->u.hold_place.seats, n) == rec->u.hold_place.amount;
+}
+
+static int apply_hold_place(engine *e, const engine_record *rec)
+{
+    showtime *st = engine__showtime_find(e, rec->u.hold_place.showtime_id);
+    if (st == NULL || !engine__hold_record_fits(e, st, rec))
         return ENGINE_EREPLAY;
     engine__hold_insert(e, rec->time_ms, st, rec->u.hold_place.hold_id, rec->u.hold_place.user_id,
                         rec->u.hold_place.expires_ms, rec->u.hold_place.amount,
@@ -1572,7 +1566,7 @@ uint64_t engine_digest(const engine *e)
         const showtime *st = &e->showtimes[i];
         if (!st->used)
             continue;
-        const engine__layout *l = showtime_layout(e, st);
+        const engine__layout *l = engine__showtime_layout(e, st);
         uint64_t head[3 + ENGINE_CATEGORIES_MAX] = {st->id, st->layout_id, (uint64_t)st->start_ms};
         for (uint32_t c = 0; c < ENGINE_CATEGORIES_MAX; c++)
             head[3 + c] = st->prices[c];
@@ -1629,7 +1623,7 @@ uint64_t engine_digest(const engine *e)
 static void check_showtime(const engine *e, const showtime *st, const uint64_t *exp_held,
                            const uint64_t *exp_sold, uint32_t holds, uint32_t confirmed)
 {
-    const engine__layout *l = showtime_layout(e, st);
+    const engine__layout *l = engine__showtime_layout(e, st);
     CHECK(st->live_holds == holds, "showtime live hold count matches holds");
     CHECK(st->confirmed == confirmed, "showtime confirmed count matches bookings");
     for (uint32_t w = 0; w < l->words; w++) {
@@ -1698,7 +1692,7 @@ int engine_check(const engine *e)
             continue;
         showtimes++;
         CHECK(engine__map_get(&e->showtime_ids, st->id) == s, "showtime index");
-        const engine__layout *l = showtime_layout(e, st);
+        const engine__layout *l = engine__showtime_layout(e, st);
         uint64_t *exp = calloc((size_t)l->words * 2, sizeof(uint64_t));
         CHECK(exp != NULL, "memory for the check");
         uint32_t holds = 0, confirmed = 0;

@@ -256,6 +256,10 @@ int64_t engine__add_ms(int64_t t, uint64_t d);
 uint64_t engine__seats_amount(const engine *e, const showtime *st, const uint32_t *seats,
                               uint32_t n);
 bool engine__holds_full(const engine *e);
+/* Replay: a HOLD_PLACE-shaped record (hold_place fields) fits `st` now: the
+ * next hold id, before the start, room in the pools, seats that exist, are
+ * free and distinct, and an amount equal to their prices. */
+bool engine__hold_record_fits(const engine *e, const showtime *st, const engine_record *rec);
 const engine__layout *engine__showtime_layout(const engine *e, const showtime *st);
 /* Best-available search (engine_hold_best's rules) without placing a hold:
  * true with the block's first seat in *first. Updates the row hints. */

@@ -316,25 +316,14 @@ static int offer_apply(engine *e, showtime *st, const engine_record *rec)
 {
     const uint32_t n = rec->u.hold_place.seat_count;
     int32_t wi = waiter_find(st->os, rec->u.hold_place.user_id);
-    if (wi < 0 || st->os->w[wi].count != n || rec->time_ms >= st->start_ms ||
-        rec->u.hold_place.expires_ms <= rec->time_ms || engine__holds_full(e) ||
-        (rec->u.hold_place.hold_id >> ID_SEQ_BITS) != e->cfg.id_prefix ||
-        (rec->u.hold_place.hold_id & ID_SEQ_MASK) != e->hold_seq)
+    if (wi < 0 || st->os->w[wi].count != n || !engine__hold_record_fits(e, st, rec))
         return ENGINE_EREPLAY;
     const engine__layout *l = engine__showtime_layout(e, st);
     const uint32_t cat = st->os->w[wi].category;
-    for (uint32_t i = 0; i < n; i++) {
-        uint32_t s = rec->u.hold_place.seats[i];
-        if (s >= l->seat_count || engine__bit_get(l->blocked, s) || engine__bit_get(st->held, s) ||
-            engine__bit_get(st->sold, s) || (cat != ENGINE_CATEGORY_ANY && l->seat_cat[s] != cat))
+    for (uint32_t i = 0; i < n && cat != ENGINE_CATEGORY_ANY; i++) {
+        if (l->seat_cat[rec->u.hold_place.seats[i]] != cat)
             return ENGINE_EREPLAY;
-        for (uint32_t j = 0; j < i; j++) {
-            if (rec->u.hold_place.seats[j] == s)
-                return ENGINE_EREPLAY;
-        }
     }
-    if (engine__seats_amount(e, st, rec->u.hold_place.seats, n) != rec->u.hold_place.amount)
-        return ENGINE_EREPLAY;
     uint32_t slot = engine__hold_insert(e, rec->time_ms, st, rec->u.hold_place.hold_id,
                                         rec->u.hold_place.user_id, rec->u.hold_place.expires_ms,
                                         rec->u.hold_place.amount, rec->u.hold_place.seats, n);
