@@ -1280,26 +1280,21 @@ static int showtime_engine_put(net_shard *sh, net_request *r, catalog_read *rd, 
     /* The new layout first: if it cannot be had, nothing has changed yet. */
     if (layout_ensure(sh, r, rd, screen_id, now) != 0)
         return -1;
-    /* On create the engine may still have this id: a crash can cut a batch
-     * after the engine record and before the catalog record (neither was
-     * acknowledged). Such a leftover has no holds; it is replaced. */
+    json_t *screen = catalog_get_json(rd, CATALOG_SCREEN, screen_id);
+    catalog_ctx ctx;
+    memset(&ctx, 0, sizeof(ctx));
+    catalog_layout_categories(screen, &ctx);
+    json_decref(screen);
+    uint32_t prices[ENGINE_CATEGORIES_MAX], old_prices[ENGINE_CATEGORIES_MAX];
+    catalog_showtime_prices(st, &ctx, prices);
+    int64_t start = (int64_t)json_integer_value(json_object_get(st, "start_ms")), old_start = 0;
     uint64_t old_layout = 0;
-    int64_t old_start = 0;
-    int64_t start = (int64_t)json_integer_value(json_object_get(st, "start_ms"));
-    if (engine_showtime_get(sh->e, id, &old_layout, &old_start, NULL) && old_layout == screen_id &&
-        old_start == start) {
+    bool exists = engine_showtime_get(sh->e, id, &old_layout, &old_start, old_prices);
+    if (exists && old_layout == screen_id && old_start == start) {
         /* Same screen and start: only the prices may change, and a price
          * change keeps the showtime's holds, bookings, waiting list and queue
          * (a live hold keeps the amount it was placed at). */
-        json_t *screen = catalog_get_json(rd, CATALOG_SCREEN, screen_id);
-        catalog_ctx ctx;
-        memset(&ctx, 0, sizeof(ctx));
-        catalog_layout_categories(screen, &ctx);
-        json_decref(screen);
-        uint32_t prices[ENGINE_CATEGORIES_MAX], now_prices[ENGINE_CATEGORIES_MAX];
-        catalog_showtime_prices(st, &ctx, prices);
-        engine_showtime_get(sh->e, id, NULL, NULL, now_prices);
-        if (memcmp(prices, now_prices, ctx.category_count * sizeof(prices[0])) == 0)
+        if (memcmp(prices, old_prices, ctx.category_count * sizeof(prices[0])) == 0)
             return 0;
         if (engine_showtime_price_set(sh->e, now, id, prices, ctx.category_count, &rec) !=
             ENGINE_OK) {
@@ -1313,7 +1308,10 @@ static int showtime_engine_put(net_shard *sh, net_request *r, catalog_read *rd, 
         }
         return 0;
     }
-    if (engine_showtime_get(sh->e, id, &old_layout, NULL, NULL)) {
+    /* On create the engine may still have this id: a crash can cut a batch
+     * after the engine record and before the catalog record (neither was
+     * acknowledged). Such a leftover has no holds; it is replaced. */
+    if (exists) {
         engine_result er = engine_showtime_delete(sh->e, now, id, &rec);
         if (er == ENGINE_SHOWTIME_IN_USE) {
             problem(r, 409, "showtime-in-use", "Showtime in use",
@@ -1327,13 +1325,6 @@ static int showtime_engine_put(net_shard *sh, net_request *r, catalog_read *rd, 
             return -1;
         }
     }
-    json_t *screen = catalog_get_json(rd, CATALOG_SCREEN, screen_id);
-    catalog_ctx ctx;
-    memset(&ctx, 0, sizeof(ctx));
-    catalog_layout_categories(screen, &ctx);
-    json_decref(screen);
-    uint32_t prices[ENGINE_CATEGORIES_MAX];
-    catalog_showtime_prices(st, &ctx, prices);
     int rc =
         engine_showtime_create(sh->e, now, id, screen_id, start, prices, ctx.category_count, &rec);
     if (rc != 0) {
@@ -2552,6 +2543,17 @@ static void refusal(net_shard *sh, net_request *r, engine_result er, uint64_t la
 static bool admission_ok(net_shard *sh, net_request *r, uint64_t user, uint64_t showtime,
                          int64_t now);
 
+/* The index of the layout's category called `name` (ASCII case ignored), or UINT32_MAX. */
+static uint32_t category_find(net_shard *sh, uint64_t layout, const char *name)
+{
+    uint32_t n = engine_layout_category_count(sh->e, layout);
+    for (uint32_t c = 0; c < n; c++) {
+        if (str_ieq(engine_layout_category_name(sh->e, layout, c), name))
+            return c;
+    }
+    return UINT32_MAX;
+}
+
 static void run_reserve(net_shard *sh, net_job *j)
 {
     net_request *r = j->req;
@@ -2588,10 +2590,8 @@ static void run_reserve(net_shard *sh, net_job *j)
         er = engine_hold_place(sh->e, now, j->id, j->user_id, idx, a->nseats, conflicts, &nconf,
                                &rec);
     } else {
-        uint32_t ncat = engine_layout_category_count(sh->e, layout), c = 0;
-        while (c < ncat && !str_ieq(engine_layout_category_name(sh->e, layout, c), a->category))
-            c++;
-        if (c == ncat) {
+        uint32_t c = category_find(sh, layout, a->category);
+        if (c == UINT32_MAX) {
             bad_field(r, "category", "no such seat category in this showtime");
             goto refused;
         }
@@ -3083,10 +3083,17 @@ void net__onsale_steps(net_shard *sh, int64_t now)
         return;
     engine_record rec;
     for (int i = 0; i < ONSALE_STEPS_MAX; i++) {
-        uint64_t seed; /* only a queue start uses it: the shuffle must be unpredictable */
-        randombytes_buf(&seed, sizeof(seed));
-        if (engine_onsale_next(sh->e, now, seed, &rec) != ENGINE_OK)
+        /* Only a queue start uses the seed (the shuffle must be unpredictable):
+         * a fresh one is drawn once one was used, not on every call (this runs
+         * after every release, cancellation and tick). */
+        if (!sh->onsale_seeded) {
+            randombytes_buf(&sh->onsale_seed, sizeof(sh->onsale_seed));
+            sh->onsale_seeded = true;
+        }
+        if (engine_onsale_next(sh->e, now, sh->onsale_seed, &rec) != ENGINE_OK)
             return; /* nothing due, or the hold pool is full: the next tick retries */
+        if (rec.type == ENGINE_REC_QUEUE_START)
+            sh->onsale_seeded = false;
         if (net__journal(sh, &rec) < 0)
             return; /* the shard fail-stops (server.c) */
         if (rec.type == ENGINE_REC_WAITLIST_OFFER)
@@ -3245,14 +3252,9 @@ static void run_waitlist(net_shard *sh, net_job *j)
         const char *name = json_string_value(json_object_get(j->body, "category"));
         rc = engine_showtime_get(sh->e, j->id, &layout, NULL, NULL) ? ENGINE_OK
                                                                     : ENGINE_UNKNOWN_SHOWTIME;
-        if (rc == ENGINE_OK && name != NULL) {
-            uint32_t ncat = engine_layout_category_count(sh->e, layout);
-            for (cat = 0;
-                 cat < ncat && !str_ieq(engine_layout_category_name(sh->e, layout, cat), name);)
-                cat++;
-            if (cat == ncat)
-                rc = ENGINE_UNKNOWN_CATEGORY;
-        }
+        if (rc == ENGINE_OK && name != NULL &&
+            (cat = category_find(sh, layout, name)) == UINT32_MAX)
+            rc = ENGINE_UNKNOWN_CATEGORY;
         if (rc == ENGINE_OK)
             rc = engine_waitlist_join(
                 sh->e, now, j->id, j->user_id,

@@ -345,6 +345,8 @@ struct net_shard {
     uint32_t cat_failures; /* consecutive failed applies */
     char cat_error[256];   /* the last one's LMDB text */
     uint32_t hashing;      /* password jobs on the threadpool (bounded) */
+    uint64_t onsale_seed;  /* the next queue start's shuffle seed (api.c) */
+    bool onsale_seeded;
     uint64_t cat_applied_lsn;
     uv_work_t cat_work;
     net_cat_pending *cat_batch; /* being applied by cat_work */
