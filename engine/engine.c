@@ -253,6 +253,14 @@ static booking *booking_find(const engine *e, uint64_t id)
 /* ---- Seat transitions --------------------------------------------------------
  * Each moves seats between states and keeps counters and row counts in step. */
 
+/* Tells the watch function of a watched showtime's transition. */
+static void seats_told(const engine *e, const showtime *st, const uint32_t *seats, uint32_t n,
+                       engine_seat_state to)
+{
+    if (st->watched && e->watch != NULL && n > 0)
+        e->watch(e->watch_arg, st->id, seats, n, to);
+}
+
 static void seats_hold(const engine *e, showtime *st, const uint32_t *seats, uint32_t n)
 {
     const engine__layout *l = engine__showtime_layout(e, st);
@@ -267,6 +275,7 @@ static void seats_hold(const engine *e, showtime *st, const uint32_t *seats, uin
         c->held++;
         st->row_free[l->seat_row[s]]--;
     }
+    seats_told(e, st, seats, n, ENGINE_SEAT_HELD);
 }
 
 static void seats_unhold(const engine *e, showtime *st, const uint32_t *seats, uint32_t n)
@@ -283,6 +292,7 @@ static void seats_unhold(const engine *e, showtime *st, const uint32_t *seats, u
         st->row_free[l->seat_row[s]]++;
         st->row_hint_cls[l->seat_row[s]] = HINT_NONE;
     }
+    seats_told(e, st, seats, n, ENGINE_SEAT_FREE);
 }
 
 static void seats_sell(const engine *e, showtime *st, const uint32_t *seats, uint32_t n)
@@ -298,6 +308,7 @@ static void seats_sell(const engine *e, showtime *st, const uint32_t *seats, uin
         c->held--;
         c->sold++;
     }
+    seats_told(e, st, seats, n, ENGINE_SEAT_SOLD);
 }
 
 static void seats_unsell(const engine *e, showtime *st, const uint32_t *seats, uint32_t n)
@@ -314,6 +325,7 @@ static void seats_unsell(const engine *e, showtime *st, const uint32_t *seats, u
         st->row_free[l->seat_row[s]]++;
         st->row_hint_cls[l->seat_row[s]] = HINT_NONE;
     }
+    seats_told(e, st, seats, n, ENGINE_SEAT_FREE);
 }
 
 /* ---- Expiry heap ------------------------------------------------------------ */
@@ -1327,6 +1339,21 @@ engine_result engine_showtime_delete(engine *e, int64_t now_ms, uint64_t showtim
     rec->time_ms = now_ms;
     rec->u.showtime_delete.showtime_id = showtime_id;
     return ENGINE_OK;
+}
+
+void engine_seat_watch_set(engine *e, engine_seat_watch_fn fn, void *arg)
+{
+    e->watch = fn;
+    e->watch_arg = arg;
+}
+
+bool engine_showtime_watch(engine *e, uint64_t showtime_id, bool on)
+{
+    showtime *st = engine__showtime_find(e, showtime_id);
+    if (st == NULL)
+        return false;
+    st->watched = on;
+    return true;
 }
 
 bool engine_showtime_get(const engine *e, uint64_t showtime_id, uint64_t *layout_id,

@@ -415,6 +415,21 @@ engine_result engine_showtime_delete(engine *e, int64_t now_ms, uint64_t showtim
 bool engine_showtime_get(const engine *e, uint64_t showtime_id, uint64_t *layout_id,
                          int64_t *start_ms, uint32_t *prices /* ENGINE_CATEGORIES_MAX */);
 
+/**
+ * Seat watching, for live seat maps. The watch function is called, after
+ * the fact and synchronously, for every seat transition of a showtime marked
+ * with engine_showtime_watch: `seats` (indices) went to `to` (FREE, HELD or
+ * SOLD). A transition happens inside the call that makes it (hold, release,
+ * expiry, confirm, cancel, offer, and their replays); the function must not
+ * call back into the engine. Watching is not logical state: it is neither
+ * journaled, snapshotted nor digested. `fn` NULL stops all watching.
+ */
+typedef void (*engine_seat_watch_fn)(void *arg, uint64_t showtime_id, const uint32_t *seats,
+                                     uint32_t n, engine_seat_state to);
+void engine_seat_watch_set(engine *e, engine_seat_watch_fn fn, void *arg);
+/** Marks a showtime watched or not; false if unknown. Deleting it unmarks it. */
+bool engine_showtime_watch(engine *e, uint64_t showtime_id, bool on);
+
 /** State of one seat, or -1 for an unknown showtime or seat. */
 int engine_seat_state_get(const engine *e, uint64_t showtime_id, uint32_t seat);
 

@@ -177,6 +177,7 @@ typedef struct showtime {
     engine__onsale *os;     /* waiting list and queue, NULL while it has neither */
     bool os_dirty;          /* on-sale state changed since the last snapshot */
     bool offer_pending;     /* seats came free while it had waiters (not logical state) */
+    bool watched;           /* seat changes go to the engine's watch function (not logical state) */
 } showtime;
 
 typedef struct hold {
@@ -229,6 +230,11 @@ struct engine {
     uint32_t offer_pending_n;
     uint32_t *queued;
     uint32_t queued_n;
+
+    /* Seat watching (engine_seat_watch_set): told of every seat transition
+     * of a showtime marked watched. Not logical state. */
+    engine_seat_watch_fn watch;
+    void *watch_arg;
 
     /* Snapshot dirty tracking: what changed since the last engine_snapshot_take. */
     uint64_t *booking_dirty; /* bookings_max bits: created or cancelled */

@@ -2310,6 +2310,84 @@ static json_t *seat_labels(net_shard *sh, uint64_t layout, const uint32_t *seats
     return a;
 }
 
+/* The seat map's JSON (GET /api/seats/:id) into `t` (jt_init'd here). */
+static void seatmap_write(net_shard *sh, uint64_t id, uint64_t layout, int64_t start,
+                          const uint32_t *prices, const uint8_t *states, uint32_t n, jtext *tp)
+{
+    engine_category_counts counts[ENGINE_CATEGORIES_MAX];
+    engine_availability_get(sh->e, id, counts);
+    uint32_t ncat = engine_layout_category_count(sh->e, layout);
+    jt_init(tp);
+    jt_lit(tp, "{\"showtime_id\":");
+    jt_u64(tp, id);
+    jt_lit(tp, ",\"screen_id\":");
+    jt_u64(tp, layout);
+    jt_lit(tp, ",\"start_time\":");
+    jt_time(tp, start);
+    jt_lit(tp, ",\"currency\":\"" CURRENCY "\",\"categories\":[");
+    for (uint32_t c = 0; c < ncat; c++) {
+        jt_lit(tp, c > 0 ? ",{\"name\":" : "{\"name\":");
+        jt_str(tp, engine_layout_category_name(sh->e, layout, c));
+        jt_lit(tp, ",\"price\":");
+        jt_u64(tp, prices[c]);
+        jt_lit(tp, ",\"free\":");
+        jt_u64(tp, counts[c].free);
+        jt_lit(tp, ",\"held\":");
+        jt_u64(tp, counts[c].held);
+        jt_lit(tp, ",\"sold\":");
+        jt_u64(tp, counts[c].sold);
+        jt_lit(tp, ",\"unavailable\":");
+        jt_u64(tp, counts[c].blocked);
+        jt_lit(tp, "}");
+    }
+    jt_lit(tp, "],\"seats\":[");
+    for (uint32_t i = 0; i < n; i++) {
+        const engine_seat_spec *st = engine_layout_seat(sh->e, layout, i);
+        jt_lit(tp, i > 0 ? ",{\"label\":" : "{\"label\":");
+        jt_str(tp, st->label);
+        jt_lit(tp, ",\"row\":");
+        jt_str(tp, engine_layout_row_label(sh->e, layout, st->row));
+        jt_lit(tp, ",\"col\":");
+        jt_u64(tp, st->col);
+        jt_lit(tp, ",\"category\":");
+        jt_str(tp, engine_layout_category_name(sh->e, layout, st->category));
+        jt_lit(tp, ",\"price\":");
+        jt_u64(tp, prices[st->category]);
+        jt_lit(tp, ",\"state\":\"");
+        jt_lit(tp, state_name(states[i]));
+        jt_lit(tp, "\"");
+        if (st->flags & ENGINE_SEAT_FLAG_ACCESSIBLE)
+            jt_lit(tp, ",\"accessible\":true");
+        if (st->flags & ENGINE_SEAT_FLAG_COMPANION)
+            jt_lit(tp, ",\"companion\":true");
+        jt_lit(tp, "}");
+    }
+    jt_lit(tp, "]}");
+}
+
+char *net__seatmap_json(net_shard *sh, uint64_t showtime_id, size_t *len)
+{
+    uint64_t layout;
+    int64_t start;
+    uint32_t prices[ENGINE_CATEGORIES_MAX];
+    if (!engine_showtime_get(sh->e, showtime_id, &layout, &start, prices))
+        return NULL;
+    uint32_t n = engine_layout_seat_count(sh->e, layout);
+    uint8_t *states = malloc(n > 0 ? n : 1);
+    NET_ASSERT(states != NULL);
+    NET_ASSERT(engine_seatmap_get(sh->e, showtime_id, states, n) == (int32_t)n);
+    jtext t;
+    seatmap_write(sh, showtime_id, layout, start, prices, states, n, &t);
+    free(states);
+    char *out = malloc(t.n + 1);
+    NET_ASSERT(out != NULL);
+    memcpy(out, t.buf, t.n);
+    out[t.n] = '\0';
+    *len = t.n;
+    jt_free(&t);
+    return out;
+}
+
 static void run_seatmap(net_shard *sh, net_job *j)
 {
     net_request *r = j->req;
@@ -2346,55 +2424,8 @@ static void run_seatmap(net_shard *sh, net_job *j)
         job_done(sh, j, observed_lsn(sh), false);
         return;
     }
-    engine_category_counts counts[ENGINE_CATEGORIES_MAX];
-    engine_availability_get(sh->e, j->id, counts);
     jtext t;
-    jt_init(&t);
-    jt_lit(&t, "{\"showtime_id\":");
-    jt_u64(&t, j->id);
-    jt_lit(&t, ",\"screen_id\":");
-    jt_u64(&t, layout);
-    jt_lit(&t, ",\"start_time\":");
-    jt_time(&t, start);
-    jt_lit(&t, ",\"currency\":\"" CURRENCY "\",\"categories\":[");
-    for (uint32_t c = 0; c < ncat; c++) {
-        jt_lit(&t, c > 0 ? ",{\"name\":" : "{\"name\":");
-        jt_str(&t, engine_layout_category_name(sh->e, layout, c));
-        jt_lit(&t, ",\"price\":");
-        jt_u64(&t, prices[c]);
-        jt_lit(&t, ",\"free\":");
-        jt_u64(&t, counts[c].free);
-        jt_lit(&t, ",\"held\":");
-        jt_u64(&t, counts[c].held);
-        jt_lit(&t, ",\"sold\":");
-        jt_u64(&t, counts[c].sold);
-        jt_lit(&t, ",\"unavailable\":");
-        jt_u64(&t, counts[c].blocked);
-        jt_lit(&t, "}");
-    }
-    jt_lit(&t, "],\"seats\":[");
-    for (uint32_t i = 0; i < n; i++) {
-        const engine_seat_spec *st = engine_layout_seat(sh->e, layout, i);
-        jt_lit(&t, i > 0 ? ",{\"label\":" : "{\"label\":");
-        jt_str(&t, st->label);
-        jt_lit(&t, ",\"row\":");
-        jt_str(&t, engine_layout_row_label(sh->e, layout, st->row));
-        jt_lit(&t, ",\"col\":");
-        jt_u64(&t, st->col);
-        jt_lit(&t, ",\"category\":");
-        jt_str(&t, engine_layout_category_name(sh->e, layout, st->category));
-        jt_lit(&t, ",\"price\":");
-        jt_u64(&t, prices[st->category]);
-        jt_lit(&t, ",\"state\":\"");
-        jt_lit(&t, state_name(states[i]));
-        jt_lit(&t, "\"");
-        if (st->flags & ENGINE_SEAT_FLAG_ACCESSIBLE)
-            jt_lit(&t, ",\"accessible\":true");
-        if (st->flags & ENGINE_SEAT_FLAG_COMPANION)
-            jt_lit(&t, ",\"companion\":true");
-        jt_lit(&t, "}");
-    }
-    jt_lit(&t, "]}");
+    seatmap_write(sh, j->id, layout, start, prices, states, n, &t);
     free(states);
     respond_text(r, 200, &t, hdr);
     jt_free(&t);
@@ -3180,7 +3211,7 @@ static json_t *waiter_json(net_shard *sh, uint64_t showtime, const engine_waiter
     return o;
 }
 
-static void onsale_refusal(net_shard *sh, net_request *r, int rc)
+void net__onsale_refusal(net_shard *sh, net_request *r, int rc)
 {
     switch (rc) {
     case ENGINE_SEATS_AVAILABLE:
@@ -3232,7 +3263,7 @@ static void run_waitlist(net_shard *sh, net_job *j)
         if (!engine_showtime_get(sh->e, j->id, NULL, NULL, NULL))
             refusal(sh, r, ENGINE_UNKNOWN_SHOWTIME, 0, NULL, 0);
         else if (!engine_waitlist_get(sh->e, j->id, j->user_id, &w))
-            onsale_refusal(sh, r, ENGINE_NOT_WAITING);
+            net__onsale_refusal(sh, r, ENGINE_NOT_WAITING);
         else
             respond_json(r, 200, waiter_json(sh, j->id, &w), NULL);
         job_done(sh, j, observed_lsn(sh), false);
@@ -3261,7 +3292,7 @@ static void run_waitlist(net_shard *sh, net_job *j)
                 (uint32_t)json_integer_value(json_object_get(j->body, "count")), cat, &rec);
     }
     if (rc != ENGINE_OK) {
-        onsale_refusal(sh, r, rc);
+        net__onsale_refusal(sh, r, rc);
         job_done(sh, j, observed_lsn(sh), false);
         return;
     }
@@ -3331,7 +3362,7 @@ static void run_queue(net_shard *sh, net_job *j)
         if (!engine_showtime_get(sh->e, j->id, NULL, NULL, NULL))
             refusal(sh, r, ENGINE_UNKNOWN_SHOWTIME, 0, NULL, 0);
         else if (!engine_queue_get(sh->e, j->id, &q))
-            onsale_refusal(sh, r, ENGINE_NO_QUEUE);
+            net__onsale_refusal(sh, r, ENGINE_NO_QUEUE);
         else
             respond_json(r, 200, queue_json(sh, j->id, &q), NULL);
         job_done(sh, j, observed_lsn(sh), false);
@@ -3357,7 +3388,7 @@ static void run_queue(net_shard *sh, net_job *j)
     }
     int rc = engine_queue_set(sh->e, now, j->id, rate, start, &rec);
     if (rc != ENGINE_OK) {
-        onsale_refusal(sh, r, rc);
+        net__onsale_refusal(sh, r, rc);
         job_done(sh, j, observed_lsn(sh), false);
         return;
     }
@@ -3404,6 +3435,47 @@ static void h_queue(net_request *r)
 }
 
 /* POST /queue/join, GET and DELETE /queue/me */
+json_t *net__queue_me_json(net_shard *sh, uint64_t showtime_id, uint64_t user_id, int64_t now,
+                           const engine_queue_user *up)
+{
+    engine_queue_info q;
+    NET_ASSERT(engine_queue_get(sh->e, showtime_id, &q));
+    engine_queue_user u = *up;
+    static const char *const states[] = {"none", "prequeue", "waiting", "admitted", "lapsed"};
+    json_t *o = json_object();
+    json_object_set_new(o, "showtime_id", json_integer((json_int_t)showtime_id));
+    json_object_set_new(o, "state", json_string(states[u.state]));
+    json_object_set_new(o, "start_time", json_time(q.start_ms));
+    json_object_set_new(o, "rate_per_second", json_integer(q.rate_per_s));
+    if (u.state == ENGINE_QUEUE_WAITING) {
+        json_object_set_new(o, "position", json_integer(u.position));
+        json_object_set_new(o, "estimated_wait_s",
+                            json_integer((u.position + q.rate_per_s - 1) / q.rate_per_s));
+    } else if (u.state == ENGINE_QUEUE_PREQUEUE) {
+        /* Places are drawn at random at the start: on average half the early joiners are ahead. */
+        int64_t to_start = q.start_ms > now ? (q.start_ms - now + 999) / 1000 : 0;
+        json_object_set_new(o, "position", json_null());
+        json_object_set_new(o, "early_joiners", json_integer(q.waiting));
+        json_object_set_new(
+            o, "estimated_wait_s",
+            json_integer(to_start + (q.waiting / 2 + q.rate_per_s - 1) / q.rate_per_s));
+    } else if (u.state == ENGINE_QUEUE_ADMITTED) {
+        int64_t exp_s = now / 1000 + ADMISSION_TOKEN_TTL_S;
+        if (exp_s > u.until_ms / 1000)
+            exp_s = u.until_ms / 1000;
+        char tok[64];
+        admission_token(sh->server, user_id, showtime_id, exp_s, tok);
+        json_object_set_new(o, "admitted_at", json_time(u.admitted_ms));
+        json_object_set_new(o, "admitted_until", json_time(u.until_ms));
+        json_object_set_new(o, "admission_token", json_string(tok));
+        json_object_set_new(o, "admission_token_expires_at", json_time(exp_s * 1000));
+    } else if (u.state == ENGINE_QUEUE_LAPSED) {
+        json_object_set_new(o, "admitted_at", json_time(u.admitted_ms));
+        json_object_set_new(o, "admitted_until", json_time(u.until_ms));
+    }
+    return o;
+}
+
 static void run_queue_me(net_shard *sh, net_job *j)
 {
     net_request *r = j->req;
@@ -3438,7 +3510,7 @@ static void run_queue_me(net_shard *sh, net_job *j)
     if (rc == ENGINE_OK && r->method == HTTP_GET && u.state == ENGINE_QUEUE_NONE)
         rc = ENGINE_NOT_WAITING;
     if (rc != ENGINE_OK) {
-        onsale_refusal(sh, r, rc);
+        net__onsale_refusal(sh, r, rc);
         job_done(sh, j, lsn, false);
         return;
     }
@@ -3447,39 +3519,7 @@ static void run_queue_me(net_shard *sh, net_job *j)
         job_done(sh, j, lsn, false);
         return;
     }
-    NET_ASSERT(engine_queue_get(sh->e, j->id, &q));
-    static const char *const states[] = {"none", "prequeue", "waiting", "admitted", "lapsed"};
-    json_t *o = json_object();
-    json_object_set_new(o, "showtime_id", json_integer((json_int_t)j->id));
-    json_object_set_new(o, "state", json_string(states[u.state]));
-    json_object_set_new(o, "start_time", json_time(q.start_ms));
-    json_object_set_new(o, "rate_per_second", json_integer(q.rate_per_s));
-    if (u.state == ENGINE_QUEUE_WAITING) {
-        json_object_set_new(o, "position", json_integer(u.position));
-        json_object_set_new(o, "estimated_wait_s",
-                            json_integer((u.position + q.rate_per_s - 1) / q.rate_per_s));
-    } else if (u.state == ENGINE_QUEUE_PREQUEUE) {
-        /* Places are drawn at random at the start: on average half the early joiners are ahead. */
-        int64_t to_start = q.start_ms > now ? (q.start_ms - now + 999) / 1000 : 0;
-        json_object_set_new(o, "position", json_null());
-        json_object_set_new(o, "early_joiners", json_integer(q.waiting));
-        json_object_set_new(
-            o, "estimated_wait_s",
-            json_integer(to_start + (q.waiting / 2 + q.rate_per_s - 1) / q.rate_per_s));
-    } else if (u.state == ENGINE_QUEUE_ADMITTED) {
-        int64_t exp_s = now / 1000 + ADMISSION_TOKEN_TTL_S;
-        if (exp_s > u.until_ms / 1000)
-            exp_s = u.until_ms / 1000;
-        char tok[64];
-        admission_token(srv(r), j->user_id, j->id, exp_s, tok);
-        json_object_set_new(o, "admitted_at", json_time(u.admitted_ms));
-        json_object_set_new(o, "admitted_until", json_time(u.until_ms));
-        json_object_set_new(o, "admission_token", json_string(tok));
-        json_object_set_new(o, "admission_token_expires_at", json_time(exp_s * 1000));
-    } else if (u.state == ENGINE_QUEUE_LAPSED) {
-        json_object_set_new(o, "admitted_at", json_time(u.admitted_ms));
-        json_object_set_new(o, "admitted_until", json_time(u.until_ms));
-    }
+    json_t *o = net__queue_me_json(sh, j->id, j->user_id, now, &u);
     respond_json(r, joined ? 201 : 200, o, NULL);
     job_done(sh, j, lsn, false);
 }
@@ -3500,65 +3540,76 @@ static void h_my_holds(net_request *r)
 /* AUTH_REPL: an admin, or the replication token (net_config). */
 enum { AUTH_NONE = 0, AUTH_USER = 1, AUTH_ADMIN = 2, AUTH_REPL = 3 };
 
+/* ROUTE_LAST: a stream, the last request its connection is read for.
+ * ROUTE_OWNER: an event stream about the :id showtime; it runs on the shard
+ * that owns the showtime, the connection moving there (net__conn_handoff),
+ * and takes its token from ?access_token= too (browsers' EventSource cannot
+ * send an Authorization header). */
+enum { ROUTE_LAST = 1, ROUTE_OWNER = 2 };
+
 typedef struct route {
     llhttp_method_t method;
     const char *pattern; /* ":id" matches a positive integer segment */
     void (*fn)(net_request *);
     int auth;
-    bool last; /* a stream: the last request its connection is read for */
+    int flags; /* ROUTE_* */
 } route;
 
 static const route routes[] = {
     /* The seat path first: a request is matched against the table in order. */
-    {HTTP_GET, "/api/seats/:id", h_seats, AUTH_NONE, false},
-    {HTTP_POST, "/api/bookings/reserve", h_reserve, AUTH_USER, false},
-    {HTTP_POST, "/api/bookings/confirm", h_confirm, AUTH_USER, false},
-    {HTTP_GET, "/api/bookings/my-bookings", h_my_bookings, AUTH_USER, false},
-    {HTTP_GET, "/api/bookings/my-holds", h_my_holds, AUTH_USER, false},
-    {HTTP_GET, "/api/bookings/:id", h_booking, AUTH_USER, false},
-    {HTTP_POST, "/api/bookings/:id/cancel", h_booking, AUTH_USER, false},
-    {HTTP_GET, "/api/holds/:id", h_hold, AUTH_USER, false},
-    {HTTP_DELETE, "/api/holds/:id", h_hold, AUTH_USER, false},
-    {HTTP_GET, "/livez", net__route_livez, AUTH_NONE, false},
-    {HTTP_GET, "/readyz", net__route_readyz, AUTH_NONE, false},
-    {HTTP_GET, "/metrics", net__route_metrics, AUTH_NONE, false},
-    {HTTP_POST, "/api/auth/register", h_register, AUTH_NONE, false},
-    {HTTP_POST, "/api/auth/login", h_login, AUTH_NONE, false},
-    {HTTP_GET, "/api/me", h_me, AUTH_USER, false},
-    {HTTP_GET, "/api/theaters", h_catalog_list, AUTH_NONE, false},
-    {HTTP_POST, "/api/theaters", h_catalog_create, AUTH_ADMIN, false},
-    {HTTP_GET, "/api/theaters/:id", h_catalog_get, AUTH_NONE, false},
-    {HTTP_PATCH, "/api/theaters/:id", h_catalog_update, AUTH_ADMIN, false},
-    {HTTP_DELETE, "/api/theaters/:id", h_catalog_delete, AUTH_ADMIN, false},
-    {HTTP_GET, "/api/screens", h_catalog_list, AUTH_NONE, false},
-    {HTTP_POST, "/api/screens", h_catalog_create, AUTH_ADMIN, false},
-    {HTTP_GET, "/api/screens/:id", h_catalog_get, AUTH_NONE, false},
-    {HTTP_PATCH, "/api/screens/:id", h_catalog_update, AUTH_ADMIN, false},
-    {HTTP_DELETE, "/api/screens/:id", h_catalog_delete, AUTH_ADMIN, false},
-    {HTTP_GET, "/api/movies", h_catalog_list, AUTH_NONE, false},
-    {HTTP_POST, "/api/movies", h_catalog_create, AUTH_ADMIN, false},
-    {HTTP_GET, "/api/movies/:id", h_catalog_get, AUTH_NONE, false},
-    {HTTP_PATCH, "/api/movies/:id", h_catalog_update, AUTH_ADMIN, false},
-    {HTTP_DELETE, "/api/movies/:id", h_catalog_delete, AUTH_ADMIN, false},
-    {HTTP_GET, "/api/showtimes", h_showtimes_list, AUTH_NONE, false},
-    {HTTP_POST, "/api/showtimes", h_catalog_create, AUTH_ADMIN, false},
-    {HTTP_GET, "/api/showtimes/:id", h_catalog_get, AUTH_NONE, false},
-    {HTTP_PATCH, "/api/showtimes/:id", h_catalog_update, AUTH_ADMIN, false},
-    {HTTP_DELETE, "/api/showtimes/:id", h_catalog_delete, AUTH_ADMIN, false},
-    {HTTP_POST, "/api/showtimes/:id/waitlist", h_waitlist, AUTH_USER, false},
-    {HTTP_GET, "/api/showtimes/:id/waitlist", h_waitlist, AUTH_USER, false},
-    {HTTP_DELETE, "/api/showtimes/:id/waitlist", h_waitlist, AUTH_USER, false},
-    {HTTP_GET, "/api/showtimes/:id/queue", h_queue, AUTH_NONE, false},
-    {HTTP_PUT, "/api/showtimes/:id/queue", h_queue, AUTH_ADMIN, false},
-    {HTTP_DELETE, "/api/showtimes/:id/queue", h_queue, AUTH_ADMIN, false},
-    {HTTP_POST, "/api/showtimes/:id/queue/join", h_queue_me, AUTH_USER, false},
-    {HTTP_GET, "/api/showtimes/:id/queue/me", h_queue_me, AUTH_USER, false},
-    {HTTP_DELETE, "/api/showtimes/:id/queue/me", h_queue_me, AUTH_USER, false},
-    {HTTP_GET, "/api/pricing/suggest", net__route_pricing_suggest, AUTH_ADMIN, false},
-    {HTTP_GET, "/api/recommendations", net__route_recommendations, AUTH_USER, false},
-    {HTTP_GET, "/api/replication", net__route_replication, AUTH_REPL, true},
-    {HTTP_GET, "/api/replication/snapshot", net__route_replication_snapshot, AUTH_REPL, true},
-    {HTTP_GET, "/api/replication/status", net__route_replication_status, AUTH_REPL, false},
+    {HTTP_GET, "/api/seats/:id", h_seats, AUTH_NONE, 0},
+    {HTTP_GET, "/api/seats/:id/events", net__route_seat_events, AUTH_NONE,
+     ROUTE_LAST | ROUTE_OWNER},
+    {HTTP_POST, "/api/bookings/reserve", h_reserve, AUTH_USER, 0},
+    {HTTP_POST, "/api/bookings/confirm", h_confirm, AUTH_USER, 0},
+    {HTTP_GET, "/api/bookings/my-bookings", h_my_bookings, AUTH_USER, 0},
+    {HTTP_GET, "/api/bookings/my-holds", h_my_holds, AUTH_USER, 0},
+    {HTTP_GET, "/api/bookings/:id", h_booking, AUTH_USER, 0},
+    {HTTP_POST, "/api/bookings/:id/cancel", h_booking, AUTH_USER, 0},
+    {HTTP_GET, "/api/holds/:id", h_hold, AUTH_USER, 0},
+    {HTTP_DELETE, "/api/holds/:id", h_hold, AUTH_USER, 0},
+    {HTTP_GET, "/livez", net__route_livez, AUTH_NONE, 0},
+    {HTTP_GET, "/readyz", net__route_readyz, AUTH_NONE, 0},
+    {HTTP_GET, "/metrics", net__route_metrics, AUTH_NONE, 0},
+    {HTTP_POST, "/api/auth/register", h_register, AUTH_NONE, 0},
+    {HTTP_POST, "/api/auth/login", h_login, AUTH_NONE, 0},
+    {HTTP_GET, "/api/me", h_me, AUTH_USER, 0},
+    {HTTP_GET, "/api/theaters", h_catalog_list, AUTH_NONE, 0},
+    {HTTP_POST, "/api/theaters", h_catalog_create, AUTH_ADMIN, 0},
+    {HTTP_GET, "/api/theaters/:id", h_catalog_get, AUTH_NONE, 0},
+    {HTTP_PATCH, "/api/theaters/:id", h_catalog_update, AUTH_ADMIN, 0},
+    {HTTP_DELETE, "/api/theaters/:id", h_catalog_delete, AUTH_ADMIN, 0},
+    {HTTP_GET, "/api/screens", h_catalog_list, AUTH_NONE, 0},
+    {HTTP_POST, "/api/screens", h_catalog_create, AUTH_ADMIN, 0},
+    {HTTP_GET, "/api/screens/:id", h_catalog_get, AUTH_NONE, 0},
+    {HTTP_PATCH, "/api/screens/:id", h_catalog_update, AUTH_ADMIN, 0},
+    {HTTP_DELETE, "/api/screens/:id", h_catalog_delete, AUTH_ADMIN, 0},
+    {HTTP_GET, "/api/movies", h_catalog_list, AUTH_NONE, 0},
+    {HTTP_POST, "/api/movies", h_catalog_create, AUTH_ADMIN, 0},
+    {HTTP_GET, "/api/movies/:id", h_catalog_get, AUTH_NONE, 0},
+    {HTTP_PATCH, "/api/movies/:id", h_catalog_update, AUTH_ADMIN, 0},
+    {HTTP_DELETE, "/api/movies/:id", h_catalog_delete, AUTH_ADMIN, 0},
+    {HTTP_GET, "/api/showtimes", h_showtimes_list, AUTH_NONE, 0},
+    {HTTP_POST, "/api/showtimes", h_catalog_create, AUTH_ADMIN, 0},
+    {HTTP_GET, "/api/showtimes/:id", h_catalog_get, AUTH_NONE, 0},
+    {HTTP_PATCH, "/api/showtimes/:id", h_catalog_update, AUTH_ADMIN, 0},
+    {HTTP_DELETE, "/api/showtimes/:id", h_catalog_delete, AUTH_ADMIN, 0},
+    {HTTP_POST, "/api/showtimes/:id/waitlist", h_waitlist, AUTH_USER, 0},
+    {HTTP_GET, "/api/showtimes/:id/waitlist", h_waitlist, AUTH_USER, 0},
+    {HTTP_DELETE, "/api/showtimes/:id/waitlist", h_waitlist, AUTH_USER, 0},
+    {HTTP_GET, "/api/showtimes/:id/queue", h_queue, AUTH_NONE, 0},
+    {HTTP_PUT, "/api/showtimes/:id/queue", h_queue, AUTH_ADMIN, 0},
+    {HTTP_DELETE, "/api/showtimes/:id/queue", h_queue, AUTH_ADMIN, 0},
+    {HTTP_POST, "/api/showtimes/:id/queue/join", h_queue_me, AUTH_USER, 0},
+    {HTTP_GET, "/api/showtimes/:id/queue/me", h_queue_me, AUTH_USER, 0},
+    {HTTP_DELETE, "/api/showtimes/:id/queue/me", h_queue_me, AUTH_USER, 0},
+    {HTTP_GET, "/api/showtimes/:id/queue/events", net__route_queue_events, AUTH_USER,
+     ROUTE_LAST | ROUTE_OWNER},
+    {HTTP_GET, "/api/pricing/suggest", net__route_pricing_suggest, AUTH_ADMIN, 0},
+    {HTTP_GET, "/api/recommendations", net__route_recommendations, AUTH_USER, 0},
+    {HTTP_GET, "/api/replication", net__route_replication, AUTH_REPL, ROUTE_LAST},
+    {HTTP_GET, "/api/replication/snapshot", net__route_replication_snapshot, AUTH_REPL, ROUTE_LAST},
+    {HTTP_GET, "/api/replication/status", net__route_replication_status, AUTH_REPL, 0},
 };
 enum { ROUTE_COUNT = sizeof(routes) / sizeof(routes[0]) };
 
@@ -3655,6 +3706,21 @@ static bool authenticate(net_request *r, int need)
     return true;
 }
 
+/* An event stream's ?access_token= stands for the Authorization header
+ * when there is none. False when answered (400). */
+static bool token_from_query(net_request *r)
+{
+    char tok[AUTH_TOKEN_MAX + 1];
+    int got = net__query_get(r, "access_token", tok, sizeof(tok));
+    if (got < 0) {
+        bad_field(r, "access_token", "a token of at most the maximum token length");
+        return false;
+    }
+    if (got > 0 && r->authorization[0] == '\0')
+        snprintf(r->authorization, sizeof(r->authorization), "Bearer %s", tok);
+    return true;
+}
+
 void net__dispatch(net_request *r)
 {
     const char *q = strchr(r->url, '?');
@@ -3676,12 +3742,25 @@ void net__dispatch(net_request *r)
         r->route = routes[i].pattern;
         r->route_id = i;
         r->job.id = id;
-        if (routes[i].last)
+        if (routes[i].flags & ROUTE_LAST)
             net__conn_last_request(r);
+        if ((routes[i].flags & ROUTE_OWNER) && !token_from_query(r)) {
+            net__request_finish(r);
+            return;
+        }
         /* A handler may complete at once (a job for this very shard): its
          * finish waits until the handler has returned. */
         r->dispatching = true;
-        if (authenticate(r, routes[i].auth))
+        bool ok = authenticate(r, routes[i].auth);
+        if (ok && (routes[i].flags & ROUTE_OWNER) && r->conn != NULL) {
+            uint32_t target = shard_of_showtime(r, id);
+            if (target != r->shard->id) {
+                r->dispatching = false;
+                net__conn_handoff(r, target, routes[i].fn); /* r is not ours after this */
+                return;
+            }
+        }
+        if (ok)
             routes[i].fn(r);
         r->dispatching = false;
         if (r->finish_pending || !r->busy) {

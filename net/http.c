@@ -18,12 +18,14 @@
 #include "net_internal.h"
 
 #include <ctype.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 typedef struct conn_write {
     uv_write_t req;
@@ -36,6 +38,7 @@ static void conn_flush(net_conn *c);
 static int conn_send(net_conn *c, char *buf, size_t len, bool close_after);
 static void conn_resume(net_conn *c);
 static void timer_ensure(net_conn *c);
+static void conn_handoff_now(net_conn *c);
 
 static const char *status_text(int status)
 {
@@ -295,7 +298,7 @@ static net_request *request_new(net_conn *c)
             body[0] = '\0';
         r->url[0] = r->authorization[0] = r->idempotency_key[0] = '\0';
         r->if_none_match[0] = r->content_type[0] = r->expect[0] = r->rate_headers[0] = '\0';
-        r->admission_token[0] = '\0';
+        r->admission_token[0] = r->last_event_id[0] = '\0';
     } else {
         r = calloc(1, sizeof(*r));
         NET_ASSERT(r != NULL);
@@ -476,6 +479,11 @@ static void on_write(uv_write_t *w, int status)
     }
     if (close_after) {
         conn_linger(c);
+        return;
+    }
+    if (c->handoff != NULL) {
+        if (c->writes_pending == 0)
+            conn_handoff_now(c);
         return;
     }
     if (c->stream != NULL) {
@@ -677,6 +685,7 @@ static int on_header_field_complete(llhttp_t *p)
         WANTED("content-type", content_type),
         WANTED("expect", expect),
         WANTED("admission-token", admission_token),
+        WANTED("last-event-id", last_event_id),
     };
 #undef WANTED
     c->hdr_value_dst = NULL;
@@ -1047,6 +1056,7 @@ static void on_handle_closed(uv_handle_t *h)
     }
     request_free(c->cur);
     free(c->paused_data);
+    free(c->handoff); /* a move that never happened (its request was in the queue) */
     if (c->prev != NULL)
         c->prev->next = c->next;
     else if (sh->conns == c)
@@ -1122,7 +1132,9 @@ static void peer_key_set(net_conn *c)
     }
 }
 
-void net__conn_accept(net_shard *sh, uv_stream_t *listener)
+/* A connection on `sh`'s loop, in its list and counted; its socket is not
+ * open yet. */
+static net_conn *conn_new(net_shard *sh)
 {
     net_conn *c = calloc(1, sizeof(*c));
     NET_ASSERT(c != NULL);
@@ -1138,6 +1150,12 @@ void net__conn_accept(net_shard *sh, uv_stream_t *listener)
     sh->conns = c;
     sh->nconns++;
     atomic_fetch_add(&sh->server->connections, 1);
+    return c;
+}
+
+void net__conn_accept(net_shard *sh, uv_stream_t *listener)
+{
+    net_conn *c = conn_new(sh);
     if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
         conn_close(c);
         return;
@@ -1180,4 +1198,138 @@ void net__conn_close_all(net_shard *sh, bool force)
             c->eof = true;
         }
     }
+}
+
+/* ---- Handing a connection to another shard ------------------------------------------------
+ * A stream about one showtime lives on the shard that owns it (sse.c): the
+ * connection moves there. The origin closes its handle on a duplicate of
+ * the socket's descriptor (the peer notices nothing: no shutdown, the
+ * socket stays open through the duplicate), and the duplicate travels to
+ * the target as a job, where it opens as a new connection whose only
+ * request is the one being answered. Moving needs a connection owing
+ * nothing else: no earlier answer queued (pipelining behind other requests
+ * is refused with 400) and none still being written (the move waits for
+ * that write). */
+
+typedef struct net_handoff {
+    net_job job; /* first: the job pointer is the handoff pointer */
+    net_request *req;
+    void (*fn)(net_request *);
+    int fd;
+    bool peer_known;
+    uint8_t peer_key[16];
+} net_handoff;
+
+static void handoff_back(net_shard *sh, net_job *j)
+{
+    (void)sh;
+    free(j); /* the net_handoff (job first) */
+}
+
+/* Runs the route on `sh` for a request whose connection is already `sh`'s. */
+static void handoff_dispatch(net_request *r, void (*fn)(net_request *))
+{
+    r->dispatching = true;
+    fn(r);
+    r->dispatching = false;
+    if (r->finish_pending || !r->busy) {
+        r->finish_pending = false;
+        net__request_finish(r);
+    }
+}
+
+static void handoff_run(net_shard *sh, net_job *j)
+{
+    net_handoff *h = (net_handoff *)j;
+    net_request *r = h->req;
+    void (*fn)(net_request *) = h->fn;
+    int fd = h->fd;
+    net_conn *c = conn_new(sh);
+    c->peer_known = h->peer_known;
+    memcpy(c->peer_key, h->peer_key, sizeof(c->peer_key));
+    net__job_complete(sh, j); /* back to the origin, which frees it: not read after this */
+    llhttp_init(&c->parser, HTTP_REQUEST, settings());
+    c->parser.data = c;
+    c->last_request = true;
+    c->read_done = true;
+    r->conn = c;
+    r->shard = sh;
+    r->busy = false;
+    r->seq = c->next_seq++;
+    c->queue[0] = r;
+    c->qhead = 0;
+    c->qlen = 1;
+    if (uv_tcp_open(&c->tcp, fd) != 0) {
+        close(fd);
+        conn_close(c); /* frees the request with it */
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    handoff_dispatch(r, fn);
+}
+
+/* The connection owes nothing else: move it. */
+static void conn_handoff_now(net_conn *c)
+{
+    net_handoff *h = c->handoff;
+    net_request *r = h->req;
+    c->handoff = NULL;
+    NET_ASSERT(c->qlen == 1 && c->queue[c->qhead % NET_PIPELINE_HARD_MAX] == r &&
+               c->writes_pending == 0);
+    net_shard *sh = c->shard;
+    uv_os_fd_t ufd;
+    int fd = -1;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &ufd) == 0)
+        fd = fcntl(ufd, F_DUPFD_CLOEXEC, 3);
+    if (fd < 0) {
+        free(h);
+        net__respond_problem(r, 503, "unavailable", "Service unavailable",
+                             "the stream could not be set up; retry shortly", NULL,
+                             "Retry-After: 1\r\n");
+        net__request_finish(r);
+        return;
+    }
+    h->fd = fd;
+    h->peer_known = c->peer_known;
+    memcpy(h->peer_key, c->peer_key, sizeof(h->peer_key));
+    /* The request leaves this connection, which closes (its descriptor
+     * only: the socket lives on in the duplicate). */
+    c->qhead++;
+    c->qlen--;
+    r->conn = NULL;
+    r->busy = true;
+    conn_close(c);
+    h->job.req = r;
+    h->job.run = handoff_run;
+    h->job.back = handoff_back;
+    if (!net__job_send(sh, &h->job, h->job.target)) {
+        /* The way there is full: the client retries (EventSource does). */
+        close(fd);
+        free(h);
+        r->busy = false;
+        net__request_free(r);
+    }
+}
+
+void net__conn_handoff(net_request *r, uint32_t target, void (*fn)(net_request *))
+{
+    net_conn *c = r->conn;
+    NET_ASSERT(c != NULL && !r->internal && target != r->shard->id);
+    if (c->qlen != 1 || c->queue[c->qhead % NET_PIPELINE_HARD_MAX] != r) {
+        r->keep_alive = false;
+        net__respond_problem(r, 400, "pipelined-stream", "Stream behind other requests",
+                             "an event stream must be the only request its connection is "
+                             "waiting for; send it without pipelining",
+                             NULL, NULL);
+        net__request_finish(r);
+        return;
+    }
+    net_handoff *h = calloc(1, sizeof(*h));
+    NET_ASSERT(h != NULL);
+    h->req = r;
+    h->fn = fn;
+    h->job.target = target;
+    c->handoff = h;
+    if (c->writes_pending == 0)
+        conn_handoff_now(c); /* else once the last write is done (on_write) */
 }

@@ -28,6 +28,7 @@ void net__log(const char *level, const char *msg, const char *fmt, ...)
 typedef struct net_shard net_shard;
 typedef struct net_conn net_conn;
 typedef struct net_stream net_stream;
+typedef struct net_sse net_sse; /* sse.c */
 
 /* ---- Requests and responses ------------------------------------------------ */
 
@@ -120,6 +121,7 @@ struct net_request {
     char content_type[128];
     char expect[32];
     char admission_token[96]; /* Admission-Token: a virtual queue's pass (api.c) */
+    char last_event_id[32];   /* Last-Event-ID: where an event stream resumes (sse.c) */
     net_reserve_args reserve; /* POST /api/bookings/reserve: filled by h_reserve */
     /* RateLimit-Policy and RateLimit lines every answer to this request
      * carries (CRLF-terminated), or "": set by the rate check (api.c). */
@@ -185,6 +187,12 @@ void net__stream_end(net_stream *st);
 /* Closes the connection now, whatever is queued (closed() follows). */
 void net__stream_abort(net_stream *st);
 
+/* Moves `r`'s connection to shard `target` and runs `fn` (a route handler)
+ * for `r` there (http.c, "Handing a connection to another shard"). Call
+ * from net__dispatch as its last act: `r` is not the caller's after this.
+ * When the connection owes other answers first, `r` is answered 400 here. */
+void net__conn_handoff(net_request *r, uint32_t target, void (*fn)(net_request *));
+
 /* ---- Connections ---------------------------------------------------------- */
 
 enum { NET_PIPELINE_HARD_MAX = 64 };
@@ -220,12 +228,13 @@ struct net_conn {
      * requests cost no timer operation, a busy connection one wake-up per
      * request_timeout (http.c, timer_ensure). */
     uint64_t req_deadline_ms, idle_deadline_ms, timer_due_ms;
-    bool lingering;     /* closing after a final answer: the timer is the linger's */
-    bool read_done;     /* the parser failed or timed out mid-request: never read again */
-    bool parsing;       /* inside llhttp_execute: answers sent now resume after it */
-    bool last_request;  /* a request was the last to parse (a stream's): parse no more */
-    net_stream *stream; /* streaming a body: the producer (the head has been sent) */
-    bool resume_wanted; /* ... and this asks for that resume */
+    bool lingering;              /* closing after a final answer: the timer is the linger's */
+    bool read_done;              /* the parser failed or timed out mid-request: never read again */
+    bool parsing;                /* inside llhttp_execute: answers sent now resume after it */
+    bool last_request;           /* a request was the last to parse (a stream's): parse no more */
+    net_stream *stream;          /* streaming a body: the producer (the head has been sent) */
+    struct net_handoff *handoff; /* moving to another shard once its writes are done */
+    bool resume_wanted;          /* ... and this asks for that resume */
     /* The client's address as a rate-limit key (uv_tcp_getpeername at
      * accept): IPv4 as ::ffff:a.b.c.d, IPv6 as its /64 prefix (one host
      * usually owns a whole /64), the rest zero. */
@@ -254,6 +263,9 @@ typedef struct net_metrics {
     _Atomic uint64_t wal_records, wal_batches, wal_syncs, wal_sync_ns, wal_bytes, wal_batch_max;
     _Atomic uint64_t wal_sync_hist[24];
     _Atomic uint64_t waitq_len;
+    /* Event streams (sse.c). */
+    _Atomic uint64_t sse_streams, sse_feeds; /* gauges */
+    _Atomic uint64_t sse_events, sse_bytes, sse_dropped_slow, sse_stalled;
     /* Replication, by the shard streamed (any shard's thread may serve a stream). */
     _Atomic uint64_t repl_streams, repl_events, repl_bytes;
 } net_metrics;
@@ -346,6 +358,7 @@ struct net_shard {
     char cat_error[256];   /* the last one's LMDB text */
     uint32_t hashing;      /* password jobs on the threadpool (bounded) */
     uint64_t onsale_seed;  /* the next queue start's shuffle seed (api.c) */
+    net_sse *sse;          /* event streams of this shard's showtimes (sse.c) */
     bool onsale_seeded;
     uint64_t cat_applied_lsn;
     uv_work_t cat_work;
@@ -453,6 +466,33 @@ void net__route_recommendations(net_request *r);
 void net__route_replication(net_request *r);
 void net__route_replication_snapshot(net_request *r);
 void net__route_replication_status(net_request *r);
+
+/* api.c: shared with sse.c */
+/* GET /api/seats/:id's JSON (malloc'd, NUL-terminated, length in *len), or
+ * NULL for an unknown showtime. */
+char *net__seatmap_json(net_shard *sh, uint64_t showtime_id, size_t *len);
+/* GET /api/showtimes/:id/queue/me's JSON for user state `u` (the showtime
+ * has a queue). */
+json_t *net__queue_me_json(net_shard *sh, uint64_t showtime_id, uint64_t user_id, int64_t now,
+                           const engine_queue_user *u);
+/* Answers an on-sale refusal (an engine result) as its problem. */
+void net__onsale_refusal(net_shard *sh, net_request *r, int rc);
+
+/* sse.c: event streams (docs/api.md, "Live seat maps and queue positions").
+ * The state lives on the shard that owns the showtime: net__sse_init at
+ * shard start (before recovery ends), net__sse_free after its loop ended. */
+void net__route_seat_events(net_request *r);
+void net__route_queue_events(net_request *r);
+int net__sse_init(net_shard *sh);
+void net__sse_free(net_shard *sh);
+/* WAL progress: sends what became durable. */
+void net__sse_durable(net_shard *sh, uint64_t durable_lsn);
+/* Each shard tick: queue positions, heartbeats, slow readers, idle feeds. */
+void net__sse_tick(net_shard *sh, int64_t now_ms);
+/* Shutdown: every stream gets a final event and ends. */
+void net__sse_stop(net_shard *sh);
+/* ... and its loop handle closes (with the shard's other handles). */
+void net__sse_close(net_shard *sh);
 
 /* server.c */
 void net__route_livez(net_request *r);

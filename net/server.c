@@ -242,6 +242,7 @@ static void on_durable(wal_writer *w, uint64_t lsn, void *arg)
     if (sh->sched != NULL)
         snapshot_scheduler_durable(sh->sched, lsn);
     net__jobs_durable(sh, lsn);
+    net__sse_durable(sh, lsn);
 }
 
 static void on_wal_failed(wal_writer *w, int err, void *arg)
@@ -409,6 +410,7 @@ static void on_tick(uv_timer_t *t)
         net__onsale_steps(sh, now); /* queue starts and admissions come due with time */
         snapshot_scheduler_tick(sh->sched, uv_now(&sh->loop));
     }
+    net__sse_tick(sh, net__now_ms(sh));
     net__catalog_kick(sh);
     atomic_store(&sh->live_holds, engine_holds_live(sh->e));
     uint64_t held, sold;
@@ -448,6 +450,7 @@ static void on_wal_closed(wal_writer *w, void *arg)
     net__log("info", "shard stopped", "shard=%" PRIu32 " durable_lsn=%" PRIu64, sh->id,
              atomic_load(&sh->durable_lsn));
     uv_close((uv_handle_t *)&sh->tick, NULL);
+    net__sse_close(sh);
     uv_close((uv_handle_t *)&sh->wake, NULL);
     uv_close((uv_handle_t *)&sh->mail, NULL);
 }
@@ -517,6 +520,7 @@ static void on_wake(uv_async_t *a)
     if (!sh->server->cfg.no_listen)
         uv_close((uv_handle_t *)&sh->listener, on_listener_closed);
     sh->stop_started_ms = uv_now(&sh->loop);
+    net__sse_stop(sh); /* a final event to every stream before it closes */
     net__conn_close_all(sh, false);
     uv_timer_start(&sh->tick, on_tick, 0, TICK_MS);
 }
@@ -599,6 +603,7 @@ static int parse_listen(const char *s, struct sockaddr_storage *ss, char *host, 
 
 static void shard_free(net_shard *sh)
 {
+    net__sse_free(sh);
     engine_destroy(sh->e);
     snapshot_store_close(sh->store);
     auth_cache_close(&sh->tokens);
@@ -832,6 +837,9 @@ int net_server_start(const net_config *cfg, net_server **out, uint16_t *port)
         uv_timer_init(&sh->loop, &sh->tick);
         sh->tick.data = sh;
         uv_timer_start(&sh->tick, on_tick, TICK_MS, TICK_MS);
+        rc = net__sse_init(sh);
+        if (rc != 0)
+            break;
     }
     if (rc != 0) {
         /* Startup failed part way: nothing was served; release what exists.
