@@ -152,9 +152,9 @@ typedef struct sbuf {
 
 static void sb_put(sbuf *b, const char *s, size_t n)
 {
-    if (b->n + n + 1 > b->cap) {
+    if (b->n + n > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1)
+        while (cap < b->n + n)
             cap *= 2;
         char *p = realloc(b->p, cap);
         NET_ASSERT(p != NULL);
@@ -163,7 +163,6 @@ static void sb_put(sbuf *b, const char *s, size_t n)
     }
     memcpy(b->p + b->n, s, n);
     b->n += n;
-    b->p[b->n] = '\0';
 }
 
 static void sb_str(sbuf *b, const char *s)
