@@ -1244,6 +1244,16 @@ static void handoff_run(net_shard *sh, net_job *j)
     net_request *r = h->req;
     void (*fn)(net_request *) = h->fn;
     int fd = h->fd;
+    if (sh->stopping) {
+        /* Too late to start a stream here (this shard may have drained
+         * already): the client sees the connection close and retries. */
+        net__job_complete(sh, j);
+        close(fd);
+        r->busy = false;
+        r->shard = sh;
+        request_free(r);
+        return;
+    }
     net_conn *c = conn_new(sh);
     c->peer_known = h->peer_known;
     memcpy(c->peer_key, h->peer_key, sizeof(c->peer_key));
