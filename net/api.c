@@ -2187,101 +2187,14 @@ static void h_showtimes_list(net_request *r)
 
 /* ---- Seat maps ------------------------------------------------------------------------------ */
 
-/* JSON text built in place, for the answers of the seat path and seat maps
- * (no jansson tree: a 600-seat map was thousands of small allocations). It
- * starts in `small` and moves to the heap when it outgrows it; jt_free. */
-typedef struct jtext {
-    char *buf;
-    size_t n, cap;
-    char small[4096];
-} jtext;
-
-static void jt_init(jtext *t)
-{
-    t->buf = t->small;
-    t->n = 0;
-    t->cap = sizeof(t->small);
-}
-
-static void jt_free(jtext *t)
-{
-    if (t->buf != t->small)
-        free(t->buf);
-    jt_init(t);
-}
-
-static void jt_put(jtext *t, const char *s, size_t n)
-{
-    if (t->n + n > t->cap) {
-        size_t cap = t->cap * 2;
-        while (cap < t->n + n)
-            cap *= 2;
-        char *b = malloc(cap);
-        NET_ASSERT(b != NULL);
-        memcpy(b, t->buf, t->n);
-        if (t->buf != t->small)
-            free(t->buf);
-        t->buf = b;
-        t->cap = cap;
-    }
-    memcpy(t->buf + t->n, s, n);
-    t->n += n;
-}
-
-static void jt_lit(jtext *t, const char *s)
-{
-    jt_put(t, s, strlen(s));
-}
-
-static void jt_u64(jtext *t, uint64_t v)
-{
-    char d[24];
-    size_t i = sizeof(d);
-    do {
-        d[--i] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    jt_put(t, d + i, sizeof(d) - i);
-}
-
-static void jt_i64(jtext *t, int64_t v)
-{
-    if (v < 0) {
-        jt_lit(t, "-");
-        jt_u64(t, (uint64_t)0 - (uint64_t)v);
-    } else {
-        jt_u64(t, (uint64_t)v);
-    }
-}
-
-/* A JSON string literal: quotes, backslashes and control bytes escaped. */
-static void jt_str(jtext *t, const char *s)
-{
-    static const char hex[] = "0123456789abcdef";
-    jt_put(t, "\"", 1);
-    for (; *s != '\0'; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
-            char e[2] = {'\\', (char)c};
-            jt_put(t, e, 2);
-        } else if (c < 0x20) {
-            char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-            jt_put(t, e, 6);
-        } else {
-            jt_put(t, (const char *)&c, 1);
-        }
-    }
-    jt_put(t, "\"", 1);
-}
-
-static void jt_time(jtext *t, int64_t ms)
+static void jt_time(net_jtext *t, int64_t ms)
 {
     char b[32];
     format_time(ms, ms % 1000 != 0, b);
-    jt_str(t, b);
+    net__jt_str(t, b);
 }
 
-static void respond_text(net_request *r, int status, const jtext *t, const char *extra)
+static void respond_text(net_request *r, int status, const net_jtext *t, const char *extra)
 {
     net__respond(r, status, "application/json", extra, t->buf, t->n);
 }
@@ -2312,57 +2225,57 @@ static json_t *seat_labels(net_shard *sh, uint64_t layout, const uint32_t *seats
 
 /* The seat map's JSON (GET /api/seats/:id) into `t` (jt_init'd here). */
 static void seatmap_write(net_shard *sh, uint64_t id, uint64_t layout, int64_t start,
-                          const uint32_t *prices, const uint8_t *states, uint32_t n, jtext *tp)
+                          const uint32_t *prices, const uint8_t *states, uint32_t n, net_jtext *tp)
 {
     engine_category_counts counts[ENGINE_CATEGORIES_MAX];
     engine_availability_get(sh->e, id, counts);
     uint32_t ncat = engine_layout_category_count(sh->e, layout);
-    jt_init(tp);
-    jt_lit(tp, "{\"showtime_id\":");
-    jt_u64(tp, id);
-    jt_lit(tp, ",\"screen_id\":");
-    jt_u64(tp, layout);
-    jt_lit(tp, ",\"start_time\":");
+    net__jt_init(tp);
+    net__jt_lit(tp, "{\"showtime_id\":");
+    net__jt_u64(tp, id);
+    net__jt_lit(tp, ",\"screen_id\":");
+    net__jt_u64(tp, layout);
+    net__jt_lit(tp, ",\"start_time\":");
     jt_time(tp, start);
-    jt_lit(tp, ",\"currency\":\"" CURRENCY "\",\"categories\":[");
+    net__jt_lit(tp, ",\"currency\":\"" CURRENCY "\",\"categories\":[");
     for (uint32_t c = 0; c < ncat; c++) {
-        jt_lit(tp, c > 0 ? ",{\"name\":" : "{\"name\":");
-        jt_str(tp, engine_layout_category_name(sh->e, layout, c));
-        jt_lit(tp, ",\"price\":");
-        jt_u64(tp, prices[c]);
-        jt_lit(tp, ",\"free\":");
-        jt_u64(tp, counts[c].free);
-        jt_lit(tp, ",\"held\":");
-        jt_u64(tp, counts[c].held);
-        jt_lit(tp, ",\"sold\":");
-        jt_u64(tp, counts[c].sold);
-        jt_lit(tp, ",\"unavailable\":");
-        jt_u64(tp, counts[c].blocked);
-        jt_lit(tp, "}");
+        net__jt_lit(tp, c > 0 ? ",{\"name\":" : "{\"name\":");
+        net__jt_str(tp, engine_layout_category_name(sh->e, layout, c));
+        net__jt_lit(tp, ",\"price\":");
+        net__jt_u64(tp, prices[c]);
+        net__jt_lit(tp, ",\"free\":");
+        net__jt_u64(tp, counts[c].free);
+        net__jt_lit(tp, ",\"held\":");
+        net__jt_u64(tp, counts[c].held);
+        net__jt_lit(tp, ",\"sold\":");
+        net__jt_u64(tp, counts[c].sold);
+        net__jt_lit(tp, ",\"unavailable\":");
+        net__jt_u64(tp, counts[c].blocked);
+        net__jt_lit(tp, "}");
     }
-    jt_lit(tp, "],\"seats\":[");
+    net__jt_lit(tp, "],\"seats\":[");
     for (uint32_t i = 0; i < n; i++) {
         const engine_seat_spec *st = engine_layout_seat(sh->e, layout, i);
-        jt_lit(tp, i > 0 ? ",{\"label\":" : "{\"label\":");
-        jt_str(tp, st->label);
-        jt_lit(tp, ",\"row\":");
-        jt_str(tp, engine_layout_row_label(sh->e, layout, st->row));
-        jt_lit(tp, ",\"col\":");
-        jt_u64(tp, st->col);
-        jt_lit(tp, ",\"category\":");
-        jt_str(tp, engine_layout_category_name(sh->e, layout, st->category));
-        jt_lit(tp, ",\"price\":");
-        jt_u64(tp, prices[st->category]);
-        jt_lit(tp, ",\"state\":\"");
-        jt_lit(tp, state_name(states[i]));
-        jt_lit(tp, "\"");
+        net__jt_lit(tp, i > 0 ? ",{\"label\":" : "{\"label\":");
+        net__jt_str(tp, st->label);
+        net__jt_lit(tp, ",\"row\":");
+        net__jt_str(tp, engine_layout_row_label(sh->e, layout, st->row));
+        net__jt_lit(tp, ",\"col\":");
+        net__jt_u64(tp, st->col);
+        net__jt_lit(tp, ",\"category\":");
+        net__jt_str(tp, engine_layout_category_name(sh->e, layout, st->category));
+        net__jt_lit(tp, ",\"price\":");
+        net__jt_u64(tp, prices[st->category]);
+        net__jt_lit(tp, ",\"state\":\"");
+        net__jt_lit(tp, state_name(states[i]));
+        net__jt_lit(tp, "\"");
         if (st->flags & ENGINE_SEAT_FLAG_ACCESSIBLE)
-            jt_lit(tp, ",\"accessible\":true");
+            net__jt_lit(tp, ",\"accessible\":true");
         if (st->flags & ENGINE_SEAT_FLAG_COMPANION)
-            jt_lit(tp, ",\"companion\":true");
-        jt_lit(tp, "}");
+            net__jt_lit(tp, ",\"companion\":true");
+        net__jt_lit(tp, "}");
     }
-    jt_lit(tp, "]}");
+    net__jt_lit(tp, "]}");
 }
 
 char *net__seatmap_json(net_shard *sh, uint64_t showtime_id, size_t *len)
@@ -2376,16 +2289,10 @@ char *net__seatmap_json(net_shard *sh, uint64_t showtime_id, size_t *len)
     uint8_t *states = malloc(n > 0 ? n : 1);
     NET_ASSERT(states != NULL);
     NET_ASSERT(engine_seatmap_get(sh->e, showtime_id, states, n) == (int32_t)n);
-    jtext t;
+    net_jtext t;
     seatmap_write(sh, showtime_id, layout, start, prices, states, n, &t);
     free(states);
-    char *out = malloc(t.n + 1);
-    NET_ASSERT(out != NULL);
-    memcpy(out, t.buf, t.n);
-    out[t.n] = '\0';
-    *len = t.n;
-    jt_free(&t);
-    return out;
+    return net__jt_take(&t, len);
 }
 
 static void run_seatmap(net_shard *sh, net_job *j)
@@ -2424,11 +2331,11 @@ static void run_seatmap(net_shard *sh, net_job *j)
         job_done(sh, j, observed_lsn(sh), false);
         return;
     }
-    jtext t;
+    net_jtext t;
     seatmap_write(sh, j->id, layout, start, prices, states, n, &t);
     free(states);
     respond_text(r, 200, &t, hdr);
-    jt_free(&t);
+    net__jt_free(&t);
     job_done(sh, j, observed_lsn(sh), false);
 }
 
@@ -2440,32 +2347,32 @@ static void h_seats(net_request *r)
 /* ---- Holds and bookings ---------------------------------------------------------------------- */
 
 /* A hold as JSON (the answer of reserve and GET /api/holds/:id). */
-static void hold_text(net_shard *sh, const engine_hold_info *h, jtext *t)
+static void hold_text(net_shard *sh, const engine_hold_info *h, net_jtext *t)
 {
     uint64_t layout = 0;
     engine_showtime_get(sh->e, h->showtime_id, &layout, NULL, NULL);
-    jt_init(t);
-    jt_lit(t, "{\"hold_id\":");
-    jt_u64(t, h->id);
-    jt_lit(t, ",\"showtime_id\":");
-    jt_u64(t, h->showtime_id);
-    jt_lit(t, ",\"seats\":[");
+    net__jt_init(t);
+    net__jt_lit(t, "{\"hold_id\":");
+    net__jt_u64(t, h->id);
+    net__jt_lit(t, ",\"showtime_id\":");
+    net__jt_u64(t, h->showtime_id);
+    net__jt_lit(t, ",\"seats\":[");
     for (uint32_t i = 0; i < h->seat_count; i++) {
         const engine_seat_spec *s = engine_layout_seat(sh->e, layout, h->seats[i]);
         if (i > 0)
-            jt_lit(t, ",");
-        jt_str(t, s != NULL ? s->label : "?");
+            net__jt_lit(t, ",");
+        net__jt_str(t, s != NULL ? s->label : "?");
     }
-    jt_lit(t, "],\"amount\":");
-    jt_u64(t, h->amount);
-    jt_lit(t, ",\"currency\":\"" CURRENCY "\",\"created_at\":");
+    net__jt_lit(t, "],\"amount\":");
+    net__jt_u64(t, h->amount);
+    net__jt_lit(t, ",\"currency\":\"" CURRENCY "\",\"created_at\":");
     jt_time(t, h->created_ms);
-    jt_lit(t, ",\"expires_at\":");
+    net__jt_lit(t, ",\"expires_at\":");
     jt_time(t, h->expires_ms);
     int64_t left = h->expires_ms - net__now_ms(sh);
-    jt_lit(t, ",\"expires_in_s\":");
-    jt_i64(t, left > 0 ? (left + 999) / 1000 : 0);
-    jt_lit(t, h->offer ? ",\"source\":\"waitlist\"}" : ",\"source\":\"reserve\"}");
+    net__jt_lit(t, ",\"expires_in_s\":");
+    net__jt_i64(t, left > 0 ? (left + 999) / 1000 : 0);
+    net__jt_lit(t, h->offer ? ",\"source\":\"waitlist\"}" : ",\"source\":\"reserve\"}");
 }
 
 static const char *payment_name(engine_payment p)
@@ -2643,10 +2550,10 @@ static void run_reserve(net_shard *sh, net_job *j)
     atomic_fetch_add(&sh->m.holds, 1);
     engine_hold_info h;
     NET_ASSERT(engine_hold_get(sh->e, rec.u.hold_place.hold_id, &h));
-    jtext t;
+    net_jtext t;
     hold_text(sh, &h, &t);
     respond_text(r, 201, &t, NULL);
-    jt_free(&t);
+    net__jt_free(&t);
     job_done(sh, j, (uint64_t)lsn, false);
     return;
 refused:
@@ -2828,10 +2735,10 @@ static void run_hold_get(net_shard *sh, net_job *j)
         problem(r, 404, "not-found", "Not found",
                 "no live hold of yours with this id (it may have ended)", NULL, NULL, NULL);
     } else {
-        jtext t;
+        net_jtext t;
         hold_text(sh, &h, &t);
         respond_text(r, 200, &t, NULL);
-        jt_free(&t);
+        net__jt_free(&t);
     }
     job_done(sh, j, observed_lsn(sh), false);
 }
@@ -3015,11 +2922,11 @@ static void mb_part_run(net_shard *sh, net_job *j)
         if (holds) { /* newest first, as bookings */
             engine_hold_info h;
             NET_ASSERT(engine_hold_get(sh->e, ids[i], &h));
-            jtext t;
+            net_jtext t;
             hold_text(sh, &h, &t);
             items[i] =
                 (mb_item){.confirmed_ms = h.created_ms, .id = h.id, .json = strndup(t.buf, t.n)};
-            jt_free(&t);
+            net__jt_free(&t);
             continue;
         }
         engine_booking_info b;

@@ -30,6 +30,26 @@ typedef struct net_conn net_conn;
 typedef struct net_stream net_stream;
 typedef struct net_sse net_sse; /* sse.c */
 
+/* JSON text built in place, for the answers of the seat path and seat maps
+ * (no jansson tree: a 600-seat map was thousands of small allocations). It
+ * starts in `small` and moves to the heap when it outgrows it (jtext.c). */
+typedef struct net_jtext {
+    char *buf;
+    size_t n, cap;
+    char small[4096];
+} net_jtext;
+void net__jt_init(net_jtext *t);
+void net__jt_free(net_jtext *t); /* and init again */
+void net__jt_put(net_jtext *t, const char *s, size_t n);
+void net__jt_lit(net_jtext *t, const char *s);
+void net__jt_u64(net_jtext *t, uint64_t v);
+void net__jt_i64(net_jtext *t, int64_t v);
+/* A JSON string literal: quotes, backslashes and control bytes escaped. */
+void net__jt_str(net_jtext *t, const char *s);
+/* The text as a malloc'd block (not NUL-terminated), its length in *len;
+ * `t` is empty again. */
+char *net__jt_take(net_jtext *t, size_t *len);
+
 /* ---- Requests and responses ------------------------------------------------ */
 
 enum {
@@ -468,7 +488,7 @@ void net__route_replication_snapshot(net_request *r);
 void net__route_replication_status(net_request *r);
 
 /* api.c: shared with sse.c */
-/* GET /api/seats/:id's JSON (malloc'd, NUL-terminated, length in *len), or
+/* GET /api/seats/:id's JSON (malloc'd, length in *len), or
  * NULL for an unknown showtime. */
 char *net__seatmap_json(net_shard *sh, uint64_t showtime_id, size_t *len);
 /* GET /api/showtimes/:id/queue/me's JSON for user state `u` (the showtime

@@ -145,42 +145,17 @@ static sse_feed *feed_find(net_sse *x, uint64_t id, feed_kind kind)
 
 /* ---- Text ------------------------------------------------------------------------------ */
 
-typedef struct sbuf {
-    char *p;
-    size_t n, cap;
-} sbuf;
-
-static void sb_put(sbuf *b, const char *s, size_t n)
-{
-    if (b->n + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        NET_ASSERT(p != NULL);
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-}
-
-static void sb_str(sbuf *b, const char *s)
-{
-    sb_put(b, s, strlen(s));
-}
-
 /* An SSE event: optional id, the event name, one data line (JSON has no raw
  * newline). */
-static void sb_event(sbuf *b, uint64_t id, const char *name, const char *data, size_t len)
+static void sb_event(net_jtext *b, uint64_t id, const char *name, const char *data, size_t len)
 {
     char head[96];
     int n = id != 0 ? snprintf(head, sizeof(head), "id: %" PRIu64 "\nevent: %s\ndata: ", id, name)
                     : snprintf(head, sizeof(head), "event: %s\ndata: ", name);
     NET_ASSERT(n > 0 && (size_t)n < sizeof(head));
-    sb_put(b, head, (size_t)n);
-    sb_put(b, data, len);
-    sb_put(b, "\n\n", 2);
+    net__jt_put(b, head, (size_t)n);
+    net__jt_put(b, data, len);
+    net__jt_put(b, "\n\n", 2);
 }
 
 /* ---- Writing to a watcher ----------------------------------------------------------------- */
@@ -197,21 +172,21 @@ static void feed_wait(net_sse *x, sse_feed *f, uint64_t lsn)
 }
 
 /* Writes `b` (and ends the stream after it when `last`). */
-static void watcher_write(net_shard *sh, sse_watcher *w, sbuf *b, bool last)
+static void watcher_write(net_shard *sh, sse_watcher *w, net_jtext *b, bool last)
 {
     if (b->n > 0 && !w->started) {
         /* The stream's first bytes: the reconnect delay clients should use. */
         char retry[32];
         int n = snprintf(retry, sizeof(retry), "retry: %d\n\n", SSE_RETRY_MS);
-        sbuf all = {0};
-        sb_put(&all, retry, (size_t)n);
-        sb_put(&all, b->p, b->n);
-        free(b->p);
-        *b = all;
+        int rc = net__stream_write(&w->st, retry, (size_t)n);
+        if (rc == 1 && !w->writing) {
+            w->writing = true;
+            w->writing_since_ms = sse_now(sh);
+        }
         w->started = true;
     }
     if (b->n > 0) {
-        int rc = net__stream_write(&w->st, b->p, b->n);
+        int rc = net__stream_write(&w->st, b->buf, b->n);
         atomic_fetch_add_explicit(&sh->m.sse_bytes, b->n, memory_order_relaxed);
         int64_t now = sse_now(sh);
         w->last_write_ms = now;
@@ -235,11 +210,12 @@ static void watcher_end(net_shard *sh, sse_watcher *w, const char *reason, const
     char *data = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     NET_ASSERT(data != NULL);
-    sbuf b = {0};
+    net_jtext b;
+    net__jt_init(&b);
     sb_event(&b, 0, "end", data, strlen(data));
     free(data);
     watcher_write(sh, w, &b, true);
-    free(b.p);
+    net__jt_free(&b);
 }
 
 /* The ring's index of the first event with an id above `cursor`. */
@@ -264,21 +240,22 @@ static void watcher_push(net_shard *sh, sse_watcher *w)
         return;
     sse_feed *f = w->feed;
     uint64_t durable = atomic_load(&sh->durable_lsn);
-    sbuf b = {0};
+    net_jtext b;
+    net__jt_init(&b);
     bool last = false;
     if (w->held != NULL) {
         if (w->held_lsn > durable) {
             feed_wait(sh->sse, f, w->held_lsn);
             return;
         }
-        sb_put(&b, w->held, w->held_len);
+        net__jt_put(&b, w->held, w->held_len);
         free(w->held);
         w->held = NULL;
         last = w->end_after_held;
     }
     if (f->kind == FEED_SEATS && !last) {
         if (w->cursor < f->complete_from) {
-            free(b.p);
+            net__jt_free(&b);
             atomic_fetch_add(&sh->m.sse_dropped_slow, 1);
             watcher_end(sh, w, "too-slow",
                         "this stream fell further behind than the server keeps changes for; "
@@ -291,12 +268,12 @@ static void watcher_push(net_shard *sh, sse_watcher *w)
                 feed_wait(sh->sse, f, ev->id);
                 break;
             }
-            sb_put(&b, ev->text, ev->len);
+            net__jt_put(&b, ev->text, ev->len);
             w->cursor = ev->id;
         }
     }
     watcher_write(sh, w, &b, last);
-    free(b.p);
+    net__jt_free(&b);
 }
 
 static void feed_push_all(net_shard *sh, sse_feed *f)
@@ -360,15 +337,16 @@ static void feed_stamp(net_shard *sh, sse_feed *f)
     char *data = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     NET_ASSERT(data != NULL);
-    sbuf b = {0};
+    net_jtext b;
+    net__jt_init(&b);
     sb_event(&b, id, "seats", data, strlen(data));
     free(data);
     sse_event *ev = malloc(sizeof(*ev) + b.n);
     NET_ASSERT(ev != NULL);
     ev->id = id;
     ev->len = (uint32_t)b.n;
-    memcpy(ev->text, b.p, b.n);
-    free(b.p);
+    memcpy(ev->text, b.buf, b.n);
+    net__jt_free(&b);
     while (f->rcount > 0 && (f->rcount == SSE_RING_EVENTS || f->rbytes + ev->len > SSE_RING_BYTES))
         feed_ring_drop_oldest(f);
     f->ring[(f->rhead + f->rcount) & (SSE_RING_EVENTS - 1)] = ev;
@@ -536,15 +514,12 @@ static sse_watcher *watcher_new(net_shard *sh, sse_feed *f)
 
 /* Holds `b`'s text (taken from it) until `lsn` is durable: a newer text
  * replaces one not sent yet (each is a complete state). */
-static void watcher_hold(sse_watcher *w, sbuf *b, uint64_t lsn, bool last)
+static void watcher_hold(sse_watcher *w, net_jtext *b, uint64_t lsn, bool last)
 {
     free(w->held);
-    w->held = b->p;
-    w->held_len = b->n;
+    w->held = net__jt_take(b, &w->held_len);
     w->held_lsn = lsn;
     w->end_after_held = last;
-    b->p = NULL;
-    b->n = b->cap = 0;
 }
 
 static bool stream_refused(net_request *r)
@@ -617,7 +592,8 @@ void net__route_seat_events(net_request *r)
         char *map = net__seatmap_json(sh, id, &len);
         NET_ASSERT(map != NULL);
         w->cursor = f->last_id;
-        sbuf b = {0};
+        net_jtext b;
+        net__jt_init(&b);
         sb_event(&b, w->cursor, "snapshot", map, len);
         free(map);
         watcher_hold(w, &b, atomic_load(&sh->last_lsn), false);
@@ -634,7 +610,8 @@ static void queue_look(net_shard *sh, sse_watcher *w, int64_t now, bool first)
     if (w->ending || (w->held != NULL && w->end_after_held))
         return;
     uint64_t id = w->feed->showtime_id;
-    sbuf b = {0};
+    net_jtext b;
+    net__jt_init(&b);
     if (!engine_queue_get(sh->e, id, &(engine_queue_info){0})) {
         json_t *o = json_pack("{s:s,s:s}", "reason", "no-queue", "detail",
                               "the showtime's virtual queue was removed (or the showtime)");
@@ -807,10 +784,11 @@ void net__sse_tick(net_shard *sh, int64_t now_ms)
                     atomic_fetch_add(&sh->m.sse_stalled, 1);
                     net__stream_abort(&w->st); /* a reader that takes nothing */
                 } else if (!w->writing && now - w->last_write_ms >= SSE_HEARTBEAT_MS) {
-                    sbuf b = {0};
-                    sb_str(&b, ": keep-alive\n\n");
+                    net_jtext b;
+                    net__jt_init(&b);
+                    net__jt_lit(&b, ": keep-alive\n\n");
                     watcher_write(sh, w, &b, false);
-                    free(b.p);
+                    net__jt_free(&b);
                 }
             }
         }
