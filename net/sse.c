@@ -57,7 +57,8 @@ enum {
     SSE_STALL_MS = 30 * 1000,       /* a write pending this long closes the stream */
     SSE_QUEUE_TICK_MS = 250,        /* queue states are looked at this often */
     SSE_QUEUE_POSITION_MS = 1000,   /* a position change is sent at most this often */
-    SSE_RETRY_MS = 2000             /* the reconnect delay suggested to clients */
+    SSE_RETRY_MS = 2000,            /* the reconnect delay suggested to clients */
+    SSE_FAN_BUDGET = 256            /* watchers written to per loop turn (feed_push_all) */
 };
 
 typedef enum { FEED_SEATS = 0, FEED_QUEUE = 1 } feed_kind;
@@ -98,6 +99,9 @@ struct sse_feed {
     sse_feed *dnext; /* the dirty list (seat changes not yet an event) */
     sse_feed *wnext; /* the waiting list (something waits for durability) */
     bool dirty, waiting;
+    sse_feed *fan_link;    /* the fanning list (a pass over its watchers is under way) */
+    sse_watcher *fan_next; /* ... the pass's next watcher */
+    bool fan_active, fan_again;
     uint64_t wait_lsn; /* ... the highest LSN it waits for */
     sse_watcher *watchers;
     uint32_t nwatchers;
@@ -119,8 +123,11 @@ struct net_sse {
     uint32_t nfeeds;
     sse_feed *dirty;
     sse_feed *waiting;
+    sse_feed *fanning;
     uv_check_t check;
     bool check_active;
+    uv_idle_t idle;
+    bool idle_active;
     int64_t queue_tick_ms, slow_tick_ms;
 };
 
@@ -276,11 +283,73 @@ static void watcher_push(net_shard *sh, sse_watcher *w)
     net__jt_free(&b);
 }
 
+/* Fan-out. Writing to thousands of sockets takes a while (some 8 us each
+ * on loopback), and the shard's other requests wait meanwhile: a pass over
+ * a feed's watchers writes to at most SSE_FAN_BUDGET of them per loop turn
+ * and goes on in the next (an idle handle keeps the loop turning). Changes
+ * during a pass ask for another pass once it ends, so every watcher is
+ * pushed at least once per pass. */
+static void fan_run(net_shard *sh, sse_feed *f, uint32_t *budget)
+{
+    while (*budget > 0) {
+        if (f->fan_next == NULL) {
+            if (!f->fan_again) {
+                f->fan_active = false;
+                return;
+            }
+            f->fan_again = false;
+            f->fan_next = f->watchers;
+            if (f->fan_next == NULL)
+                continue;
+        }
+        sse_watcher *w = f->fan_next;
+        f->fan_next = w->next;
+        watcher_push(sh, w);
+        (*budget)--;
+    }
+}
+
+static void on_idle(uv_idle_t *h);
+
 static void feed_push_all(net_shard *sh, sse_feed *f)
 {
-    for (sse_watcher *w = f->watchers, *next; w != NULL; w = next) {
-        next = w->next; /* a push may end a stream (its close comes later) */
-        watcher_push(sh, w);
+    net_sse *x = sh->sse;
+    if (f->fan_active) {
+        f->fan_again = true;
+        return;
+    }
+    f->fan_active = true;
+    f->fan_again = false;
+    f->fan_next = f->watchers;
+    uint32_t budget = SSE_FAN_BUDGET;
+    fan_run(sh, f, &budget);
+    if (!f->fan_active)
+        return;
+    f->fan_link = x->fanning;
+    x->fanning = f;
+    if (!x->idle_active) {
+        uv_idle_start(&x->idle, on_idle);
+        x->idle_active = true;
+    }
+}
+
+static void on_idle(uv_idle_t *h)
+{
+    net_shard *sh = h->data;
+    net_sse *x = sh->sse;
+    uint32_t budget = SSE_FAN_BUDGET;
+    sse_feed **p = &x->fanning;
+    while (*p != NULL && budget > 0) {
+        sse_feed *f = *p;
+        fan_run(sh, f, &budget);
+        if (f->fan_active)
+            p = &f->fan_link;
+        else
+            *p = f->fan_link;
+    }
+    if (x->fanning == NULL) {
+        uv_idle_stop(h);
+        x->idle_active = false;
     }
 }
 
@@ -455,6 +524,8 @@ static void feed_free(net_shard *sh, sse_feed *f)
         list_remove(&x->dirty, f, offsetof(sse_feed, dnext));
     if (f->waiting)
         list_remove(&x->waiting, f, offsetof(sse_feed, wnext));
+    if (f->fan_active)
+        list_remove(&x->fanning, f, offsetof(sse_feed, fan_link));
     if (f->kind == FEED_SEATS)
         engine_showtime_watch(sh->e, f->showtime_id, false); /* false once deleted: fine */
     while (f->rcount > 0)
@@ -481,6 +552,8 @@ static void st_closed(net_stream *st)
     sse_watcher *w = (sse_watcher *)st;
     net_shard *sh = st->shard;
     sse_feed *f = w->feed;
+    if (f->fan_next == w)
+        f->fan_next = w->next;
     if (w->prev != NULL)
         w->prev->next = w->next;
     else
@@ -685,6 +758,8 @@ int net__sse_init(net_shard *sh)
         return -ENOMEM;
     uv_check_init(&sh->loop, &x->check);
     x->check.data = sh;
+    uv_idle_init(&sh->loop, &x->idle);
+    x->idle.data = sh;
     sh->sse = x;
     engine_seat_watch_set(sh->e, on_seats, sh);
     return 0;
@@ -692,8 +767,10 @@ int net__sse_init(net_shard *sh)
 
 void net__sse_close(net_shard *sh)
 {
-    if (sh->sse != NULL)
+    if (sh->sse != NULL) {
         uv_close((uv_handle_t *)&sh->sse->check, NULL);
+        uv_close((uv_handle_t *)&sh->sse->idle, NULL);
+    }
 }
 
 void net__sse_free(net_shard *sh)
