@@ -391,6 +391,37 @@ typedef struct mwaiter {
     uint32_t count, cat;
 } mwaiter;
 
+/* Seat watching (engine_seat_watch_set): a mirror of SHOW's seats kept
+ * from the transitions alone, which must always equal the seat map. */
+typedef struct mirror {
+    uint8_t state[ROWS * COLS];
+    uint32_t calls;
+} mirror;
+
+static void mirror_seats(void *arg, uint64_t showtime_id, const uint32_t *seats, uint32_t n,
+                         engine_seat_state to)
+{
+    mirror *m = arg;
+    cr_assert_eq(showtime_id, SHOW, "only the watched showtime is told");
+    cr_assert(n > 0 && to <= ENGINE_SEAT_SOLD);
+    for (uint32_t i = 0; i < n; i++) {
+        cr_assert_lt(seats[i], ROWS * COLS);
+        cr_assert_neq(m->state[seats[i]], to, "a transition changes the seat's state");
+        m->state[seats[i]] = (uint8_t)to;
+    }
+    m->calls++;
+}
+
+static void mirror_check(fx *f, const mirror *m, uint64_t seed, int step)
+{
+    uint8_t now[ROWS * COLS];
+    cr_assert_eq(engine_seatmap_get(f->e, SHOW, now, sizeof now), ROWS * COLS);
+    for (uint32_t i = 0; i < ROWS * COLS; i++)
+        cr_assert_eq(m->state[i], now[i],
+                     "seed %" PRIu64 " step %d: seat %u is %u, the watch said %u", seed, step, i,
+                     now[i], m->state[i]);
+}
+
 Test(onsale, waitlist_against_a_model, .timeout = 120)
 {
     const char *env = getenv("USHER_TEST_SEED");
@@ -401,6 +432,12 @@ Test(onsale, waitlist_against_a_model, .timeout = 120)
         f.rng = seed;
         mwaiter model[64];
         uint32_t nm = 0;
+        mirror mir;
+        cr_assert_eq(engine_seatmap_get(f.e, SHOW, mir.state, sizeof mir.state), ROWS * COLS);
+        mir.calls = 0;
+        engine_seat_watch_set(f.e, mirror_seats, &mir);
+        cr_assert(engine_showtime_watch(f.e, SHOW, true));
+        cr_assert(!engine_showtime_watch(f.e, SHOW + 1, true), "unknown showtimes are refused");
         for (int step = 0; step < 300; step++) {
             f.now += (int64_t)(rnd(&f) % (20 * SEC));
             engine_record rec, out[64];
@@ -525,8 +562,10 @@ Test(onsale, waitlist_against_a_model, .timeout = 120)
                 cr_assert(engine_waitlist_get(f.e, SHOW, model[i].user, &wi));
                 cr_assert_eq(wi.position, i + 1);
             }
+            mirror_check(&f, &mir, seed, step);
             engine_check(f.e);
         }
+        cr_assert_gt(mir.calls, 10, "the watch saw the round's transitions");
         checkpoint(&f);
         fx_free(&f);
     }
