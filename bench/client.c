@@ -405,6 +405,7 @@ static int on_message_complete(llhttp_t *parser)
         .replayed = c->replayed,
         .will_close = will_close,
         .latency_ns = uv_hrtime() - f.t_sent,
+        .sent_ns = f.t_sent,
     };
     f.cb(c, f.arg, 0, &r);
     if (c->body_cap > (1u << 20)) { /* do not keep a large seat map's buffer per connection */

@@ -106,6 +106,8 @@ typedef struct hc_response {
     bool replayed;       /* Idempotent-Replayed: true */
     bool will_close;     /* the server closes the connection after this answer */
     uint64_t latency_ns; /* written to the socket -> last byte read */
+    uint64_t sent_ns;    /* uv_hrtime() just before the request was written (so the server
+                          * saw it later; sent_ns + latency_ns is when the answer was read) */
 } hc_response;
 
 /** Completion: err is 0 and r the answer, or err is an HC_E* code and r NULL. */

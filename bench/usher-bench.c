@@ -66,6 +66,17 @@ static const char *const usage_text[] = {
     "  --quiet               no progress line on stderr\n"
     "  -h, --help            this text\n"
     "\n",
+    "flash --queue (the on-sale through usherd's virtual queue; see below):\n"
+    "  --queue               put the flash showtime behind a virtual queue\n"
+    "  --queue-rate N        users admitted per second (default 500; 1 to 1000000)\n"
+    "  --queue-start-delay-ms MS  the queue starts MS after setup, rounded up to a whole\n"
+    "                        second (start_time has whole seconds); clients that join\n"
+    "                        before it are shuffled at the start (default 2000)\n"
+    "  --queue-poll-min-ms MS, --queue-poll-max-ms MS  bounds of the queue/me polling\n"
+    "                        interval (default 100 and 1000)\n"
+    "  --queue-tries N       reserves an admitted client makes before it gives up its\n"
+    "                        admission when they answer 409/410 (default 3)\n"
+    "\n",
     "Scenarios (a connection is one client looping as fast as answers come back):\n"
     "  flash    one showtime (a stadium: rows of 50 seats with aisles after seats 10 and 40,\n"
     "           three categories by row band; rows get wider when the layout would not fit\n"
@@ -92,6 +103,16 @@ static const char *const usage_text[] = {
     "           cancel (at the default ratio).\n"
     "  http     GET --path only, no setup and no audit: the HTTP ceiling of a server\n"
     "           (e.g. nginx 'return 204') measured the same way.\n"
+    "  flash --queue  the same sale behind a virtual queue (PUT /api/showtimes/:id/queue,\n"
+    "           --queue-rate, start --queue-start-delay-ms after setup). One account per\n"
+    "           connection (--users must equal --connections). Each client joins\n"
+    "           (POST .../queue/join: prequeue before the start, waiting after), polls GET\n"
+    "           .../queue/me every position/rate/2 seconds (estimated_wait_s/2 in the\n"
+    "           prequeue), bounded by --queue-poll-min-ms/--queue-poll-max-ms, +-20 %\n"
+    "           jitter; once admitted it reserves with the Admission-Token header (up to\n"
+    "           --queue-tries reserves), confirms, releases or abandons as in flash, then\n"
+    "           leaves (DELETE .../queue/me) and joins again at the back: a new buyer. One\n"
+    "           extra connection samples GET .../queue every 250 ms for the admission rate.\n"
     "\n",
     "Answers: 2xx and 304 are ok; 409 and 410 are outcomes (seats taken, sold out, hold\n"
     "ended: normal in a sale); anything else is an error, as are timeouts and closed\n"
@@ -109,6 +130,9 @@ static const char *const usage_text[] = {
     "   \"timeout\": n}}, ...}, \"total\": {\"count\", \"rps\", \"errors\"}, \"client\": {...},\n"
     "   \"audit\": {\"ok\", \"seats_sold\", \"seats_confirmed_by_clients\", \"double_sold\",\n"
     "   \"lost_confirmations\", ...}}\n"
+    "flash also reports the sale (\"sale\"): when the seats confirmed to clients reached\n"
+    "half, 95 % and all of their number, in seconds from the run's start (with --queue\n"
+    "from the queue's start).\n"
     "Progress: one line per second on stderr (requests/s, errors, 503s, open connections).\n"
     "\n",
     "Audit (flash and steady): every client remembers each booking it was told it bought\n"
@@ -121,8 +145,19 @@ static const char *const usage_text[] = {
     "operations whose answer was lost and that the server shows took effect). Violations\n"
     "are listed on stderr. reserve and http report the audit as skipped (ok).\n"
     "\n"
+    "flash --queue adds to the table (\"queue\" in the JSON): joins (prequeue / after the\n"
+    "start), admissions seen by clients and counted by the server, the admission rate\n"
+    "while users were waiting (server counts sampled every 250 ms) against --queue-rate,\n"
+    "the time from the queue's start to each admission and from a join after the start\n"
+    "to its admission (client clocks: when the poll that said admitted was answered;\n"
+    "percentiles over every admission), polls per admission, reserves refused with 403\n"
+    "admission-required, and FIFO violations: a client admitted while a client known to\n"
+    "be ahead of it (its join was answered before this one's join was sent, after the\n"
+    "start) was still waiting, or was admitted in a later second (admitted_at).\n"
+    "\n"
     "Exit status: 0 ok, 1 audit violation (or the audit could not read the server back, or\n"
-    "no request was answered at all), 2 usage or setup error.\n"
+    "no request was answered at all; with --queue also a 403 admission-required, no\n"
+    "admission, or a FIFO violation), 2 usage or setup error.\n"
     "\n"
     "Open files: the soft limit is raised to the hard one; more connections than it allows\n"
     "are refused at start. Against one server address, about 28,000 connections fit in the\n"
@@ -148,6 +183,8 @@ static struct {
     const char *admin_email, *admin_password;
     uint64_t seed;
     bool json, quiet;
+    bool queue; /* flash --queue */
+    uint32_t queue_rate, queue_delay_ms, queue_poll_min_ms, queue_poll_max_ms, queue_tries;
 } opt;
 
 static void die(const char *fmt, ...)
@@ -217,6 +254,11 @@ static void parse_args(int argc, char **argv)
     opt.confirm_ratio = 0.5;
     opt.abandon_ratio = 0.1;
     opt.seed = 1;
+    opt.queue_rate = 500;
+    opt.queue_delay_ms = 2000;
+    opt.queue_poll_min_ms = 100;
+    opt.queue_poll_max_ms = 1000;
+    opt.queue_tries = 3;
     opt.admin_email = getenv("USHER_BENCH_ADMIN_EMAIL");
     opt.admin_password = getenv("USHER_BENCH_ADMIN_PASSWORD");
     for (int i = 1; i < argc; i++) {
@@ -232,6 +274,10 @@ static void parse_args(int argc, char **argv)
         }
         if (strcmp(a, "--quiet") == 0) {
             opt.quiet = true;
+            continue;
+        }
+        if (strcmp(a, "--queue") == 0) {
+            opt.queue = true;
             continue;
         }
         if (i + 1 >= argc)
@@ -284,6 +330,16 @@ static void parse_args(int argc, char **argv)
             opt.ramp = (uint32_t)parse_u64(a, v, 1, 1000000);
         } else if (strcmp(a, "--seed") == 0) {
             opt.seed = parse_u64(a, v, 0, UINT64_MAX);
+        } else if (strcmp(a, "--queue-rate") == 0) {
+            opt.queue_rate = (uint32_t)parse_u64(a, v, 1, 1000000);
+        } else if (strcmp(a, "--queue-start-delay-ms") == 0) {
+            opt.queue_delay_ms = (uint32_t)parse_u64(a, v, 0, 3600000);
+        } else if (strcmp(a, "--queue-poll-min-ms") == 0) {
+            opt.queue_poll_min_ms = (uint32_t)parse_u64(a, v, 10, 60000);
+        } else if (strcmp(a, "--queue-poll-max-ms") == 0) {
+            opt.queue_poll_max_ms = (uint32_t)parse_u64(a, v, 10, 60000);
+        } else if (strcmp(a, "--queue-tries") == 0) {
+            opt.queue_tries = (uint32_t)parse_u64(a, v, 1, 100);
         } else {
             die("unknown option '%s' (see --help)", a);
         }
@@ -299,8 +355,15 @@ static void parse_args(int argc, char **argv)
         opt.seats = opt.sc == SC_FLASH ? 5000 : 500;
     if (opt.sc != SC_FLASH && opt.seats > 50000)
         die("--seats: steady and reserve screens have at most 50000 seats");
+    if (opt.queue && opt.sc != SC_FLASH)
+        die("--queue applies to the flash scenario only");
+    if (opt.queue && opt.queue_poll_min_ms > opt.queue_poll_max_ms)
+        die("--queue-poll-min-ms must not exceed --queue-poll-max-ms");
+    if (opt.queue && opt.users_given && opt.users != opt.connections)
+        die("--queue: every connection is one buyer with its own place in the queue, so "
+            "--users must equal --connections (or be left out)");
     if (!opt.users_given)
-        opt.users = opt.connections < 200 ? opt.connections : 200;
+        opt.users = opt.queue ? opt.connections : opt.connections < 200 ? opt.connections : 200;
     if (opt.threads > opt.connections)
         opt.threads = opt.connections;
     if (opt.pipeline > 1 && opt.sc != SC_HTTP)
@@ -497,6 +560,36 @@ static uint64_t api_create(const char *path, const char *auth, const char *body)
         die("setup: POST %s answered %d: %s", path, st, text);
     return id;
 }
+
+/* ---- flash --queue: what the clients keep ------------------------------------------------ */
+
+/* The states of GET /api/showtimes/:id/queue/me, and where a client is in its loop. */
+enum q_state { QS_NONE, QS_PREQUEUE, QS_WAITING, QS_ADMITTED, QS_LAPSED, QS_UNKNOWN };
+enum q_phase { QP_JOIN, QP_WAIT, QP_BUY, QP_LEAVE };
+
+/* One place a client took in the queue (one join) and what became of it. Times are
+ * uv_hrtime() of this process, taken by the client pool: `*_sent` just before the request
+ * was written (the server saw it later), `*_done` when the answer was read (the server had
+ * answered earlier). That makes "A's join was answered before B's was sent" a proof that A
+ * stands ahead of B. */
+typedef struct q_ticket {
+    uint64_t join_sent;      /* the join that was answered was written */
+    uint64_t join_done;      /* its answer was read (0: no place known) */
+    uint64_t admitted_done;  /* the first answer saying admitted was read (0: never) */
+    uint64_t last_wait_sent; /* the last poll answered "waiting" was written (0: none) */
+    int64_t admitted_ms;     /* the server's admitted_at, ms since the epoch (0: not seen) */
+    uint32_t polls;          /* GET queue/me sent for this place */
+    uint8_t joined_as;       /* q_state the join answered */
+    bool fresh;              /* one join attempt, answered 201: a new place */
+} q_ticket;
+
+static struct {
+    int64_t start_ms;  /* the queue's start_time, server clock (ms since the epoch) */
+    uint64_t start_ns; /* the same instant on uv_hrtime() (same machine, same clock) */
+    int64_t delay_ms;  /* start_time - the moment it was set */
+    uint32_t window_s; /* admission_window_s */
+    char path_info[64], path_join[64], path_me[64];
+} Q;
 
 /* ---- Setup: catalog and users -------------------------------------------------------- */
 
@@ -714,6 +807,40 @@ static void setup(void)
          (double)(uv_hrtime() - t0) / 1e9);
 }
 
+/* flash --queue: puts the showtime behind a queue that starts --queue-start-delay-ms from
+ * now, rounded up to a whole second (start_time has whole seconds). */
+static void queue_setup(void)
+{
+    uint64_t id = showtime_ids[0];
+    if (!bprintf(Q.path_info, sizeof(Q.path_info), "/api/showtimes/%" PRIu64 "/queue", id) ||
+        !bprintf(Q.path_join, sizeof(Q.path_join), "/api/showtimes/%" PRIu64 "/queue/join", id) ||
+        !bprintf(Q.path_me, sizeof(Q.path_me), "/api/showtimes/%" PRIu64 "/queue/me", id))
+        die("queue path too long");
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t now_ns = uv_hrtime();
+    int64_t now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    int64_t start_s = (now_ms + (int64_t)opt.queue_delay_ms + 999) / 1000;
+    Q.start_ms = start_s * 1000;
+    Q.delay_ms = Q.start_ms - now_ms;
+    /* The server's clock is this machine's (a remote server's skew would shift every
+     * "since the start" figure by as much). */
+    Q.start_ns = now_ns + (uint64_t)Q.delay_ms * 1000000;
+    char when[32], body[128], text[600];
+    format_time(start_s, when);
+    if (!bprintf(body, sizeof(body), "{\"rate_per_second\":%u,\"start_time\":\"%s\"}",
+                 opt.queue_rate, when))
+        die("queue body too long");
+    json_t *j = NULL;
+    int st = api_call("PUT", Q.path_info, admin_auth, body, &j, text, sizeof(text));
+    Q.window_s = (uint32_t)json_id(j, "admission_window_s");
+    json_decref(j);
+    if (st != 200)
+        die("setup: PUT %s answered %d: %s", Q.path_info, st, text);
+    note("queue: %u admissions/s from %s (in %.1f s), admission window %u s", opt.queue_rate, when,
+         (double)Q.delay_ms / 1e3, Q.window_s);
+}
+
 /* ---- Operations and their statistics --------------------------------------------------- */
 
 enum op {
@@ -724,11 +851,15 @@ enum op {
     OP_BROWSE,
     OP_SEATMAP,
     OP_MYBOOKINGS,
+    OP_QJOIN,
+    OP_QPOLL,
+    OP_QLEAVE,
     OP_HTTP,
     OP_N
 };
-static const char *const op_names[OP_N] = {"reserve", "confirm", "release",     "cancel",
-                                           "browse",  "seatmap", "my_bookings", "http"};
+static const char *const op_names[OP_N] = {"reserve",  "confirm",     "release",     "cancel",
+                                           "browse",   "seatmap",     "my_bookings", "queue_join",
+                                           "queue_me", "queue_leave", "http"};
 
 enum { STATUS_MAX = 600, TR_N = 4 };
 static const char *const tr_names[TR_N] = {"timeout", "closed", "protocol", "stopped"};
@@ -767,6 +898,12 @@ static bool status_outcome(int s)
 
 /* ---- Simulated clients ------------------------------------------------------------------ */
 
+/* A confirmation a client was told of: when its answer was read, and its seats. */
+typedef struct sale_ev {
+    uint64_t t_ns;
+    uint32_t seats;
+} sale_ev;
+
 typedef struct worker worker;
 
 typedef struct vuser {
@@ -798,6 +935,12 @@ typedef struct vuser {
     uint32_t mine[8]; /* claim indexes (in the worker) of this client's confirmed bookings */
     uint8_t nmine;
     uint32_t cancel_k; /* the claim being cancelled */
+    /* flash --queue */
+    uint8_t qphase; /* enum q_phase */
+    uint8_t qtries; /* reserves made in this admission */
+    uint8_t jtries; /* failed attempts of the current join or leave */
+    uint32_t tk;    /* the current place: index in the worker's tickets */
+    char token[80]; /* Admission-Token of the current admission ("" none) */
 } vuser;
 
 struct worker {
@@ -818,6 +961,12 @@ struct worker {
     uint8_t *freebits; /* steady: scratch for a seat map */
     uint32_t *freelist;
     _Atomic uint64_t p_done, p_err, p_503; /* read by the progress line */
+    sale_ev *sales; /* flash: every confirmation, for how fast the seats sold */
+    size_t nsales, capsales;
+    q_ticket *tickets; /* flash --queue: every join */
+    size_t ntickets, captickets;
+    uint64_t q_refused; /* reserves answered 403 admission-required */
+    uint64_t q_lapsed;  /* polls that found an admission lapsed */
     uint64_t t_finish;
     uint32_t handles; /* closing at the end */
     hc_stats stats;
@@ -977,6 +1126,16 @@ static void claim_in_doubt(vuser *v)
 
 /* ---- Requests shared by the scenarios ------------------------------------------------------ */
 
+/* A reserve's headers: the user's token, and with --queue the admission token. */
+static const char *reserve_headers(const vuser *v, char *buf, size_t len)
+{
+    if (!opt.queue)
+        return v->u->auth;
+    if (!bprintf(buf, len, "%sAdmission-Token: %s\r\n", v->u->auth, v->token))
+        die("reserve headers too long");
+    return buf;
+}
+
 static void reserve_listed(vuser *v, const uint32_t *seats, int n)
 {
     char body[512];
@@ -995,7 +1154,9 @@ static void reserve_listed(vuser *v, const uint32_t *seats, int n)
     }
     if (!bprintf(body + off, sizeof(body) - (size_t)off, "]}"))
         die("reserve body too long");
-    v_send(v, OP_RESERVE, "POST", "/api/bookings/reserve", v->u->auth, body);
+    char hdr[1400];
+    v_send(v, OP_RESERVE, "POST", "/api/bookings/reserve", reserve_headers(v, hdr, sizeof(hdr)),
+           body);
 }
 
 static void reserve_best(vuser *v, uint32_t count, const char *category)
@@ -1005,7 +1166,9 @@ static void reserve_best(vuser *v, uint32_t count, const char *category)
                  "{\"showtime_id\":%" PRIu64 ",\"count\":%u,\"category\":\"%s\"}",
                  showtime_ids[v->st], count, category))
         die("reserve body too long");
-    v_send(v, OP_RESERVE, "POST", "/api/bookings/reserve", v->u->auth, body);
+    char hdr[1400];
+    v_send(v, OP_RESERVE, "POST", "/api/bookings/reserve", reserve_headers(v, hdr, sizeof(hdr)),
+           body);
 }
 
 static void on_reserve(vuser *v, int err, const hc_response *r)
@@ -1024,12 +1187,21 @@ static void on_reserve(vuser *v, int err, const hc_response *r)
         }
         v->hold_id = id;
         v->nseats = (uint8_t)n;
+        if (opt.queue)
+            v->qphase = QP_LEAVE; /* this admission bought its hold: a new buyer comes next */
         after_hold(v);
     } else if (r->status == 503) {
         v_wait(v, backoff_ms(v, r), scenario_next);
     } else if (status_outcome(r->status)) {
         scenario_next(v);
     } else {
+        if (opt.queue && r->status == 403) {
+            /* The admission was refused: a failure of the run (an error, and counted);
+             * this client starts over in the queue. */
+            if (strstr(r->body, "admission-required") != NULL)
+                v->w->q_refused++;
+            v->qphase = QP_LEAVE;
+        }
         v_wait(v, 100, scenario_next); /* unexpected: do not spin on it */
     }
 }
@@ -1085,6 +1257,17 @@ static void on_confirm(vuser *v, int err, const hc_response *r)
             claim_in_doubt(v);
         } else {
             size_t k = add_claim(w, AC_CONFIRMED, id, v, seats, n);
+            if (opt.sc == SC_FLASH) {
+                if (w->nsales == w->capsales) {
+                    size_t cap = w->capsales ? w->capsales * 2 : 1024;
+                    sale_ev *e = realloc(w->sales, cap * sizeof(*e));
+                    if (e == NULL)
+                        die("out of memory");
+                    w->sales = e;
+                    w->capsales = cap;
+                }
+                w->sales[w->nsales++] = (sale_ev){r->sent_ns + r->latency_ns, (uint32_t)n};
+            }
             if (opt.sc == SC_STEADY) {
                 if (v->nmine == 8) { /* forget the oldest */
                     memmove(v->mine, v->mine + 1, 7 * sizeof(v->mine[0]));
@@ -1177,9 +1360,272 @@ static void flash_after_hold(vuser *v)
     if (unit(&v->rng) < opt.confirm_ratio)
         confirm_start(v);
     else if (unit(&v->rng) < opt.abandon_ratio)
-        flash_next(v); /* let it expire */
+        scenario_next(v); /* let it expire */
     else
         release_start(v);
+}
+
+/* ---- flash --queue ------------------------------------------------------------------------ */
+
+static enum q_state q_scan_state(const char *body)
+{
+    static const char *const names[] = {"none", "prequeue", "waiting", "admitted", "lapsed"};
+    const char *p = strstr(body, "\"state\":\"");
+    if (p == NULL)
+        return QS_UNKNOWN;
+    p += 9;
+    for (int i = 0; i < 5; i++) {
+        size_t n = strlen(names[i]);
+        if (strncmp(p, names[i], n) == 0 && p[n] == '"')
+            return (enum q_state)i;
+    }
+    return QS_UNKNOWN;
+}
+
+/* "key":"value" -> value (no escapes expected); false when absent or too long. */
+static bool scan_str(const char *body, const char *key, char *out, size_t len)
+{
+    const char *p = strstr(body, key);
+    if (p == NULL)
+        return false;
+    p += strlen(key);
+    const char *e = strchr(p, '"');
+    if (e == NULL || (size_t)(e - p) >= len || e == p)
+        return false;
+    memcpy(out, p, (size_t)(e - p));
+    out[e - p] = '\0';
+    return true;
+}
+
+/* Days since 1970-01-01 of a civil date (H. Hinnant's algorithm). */
+static int64_t days_from_civil(int64_t y, int64_t m, int64_t d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+/* "2026-11-21T13:02:35.000Z" (the server's times; the fraction is optional) -> ms since
+ * the epoch. */
+static bool parse_utc_ms(const char *s, int64_t *ms)
+{
+    static const char shape[] = "dddd-dd-ddTdd:dd:dd";
+    int64_t f[6] = {0}, frac = 0;
+    int k = 0;
+    for (int i = 0; shape[i] != '\0'; i++) {
+        if (shape[i] != 'd') {
+            if (s[i] != shape[i])
+                return false;
+            k++;
+        } else if (s[i] >= '0' && s[i] <= '9') {
+            f[k] = f[k] * 10 + (s[i] - '0');
+        } else {
+            return false;
+        }
+    }
+    const char *p = s + sizeof(shape) - 1;
+    if (*p == '.') {
+        int64_t scale = 1000;
+        for (p++; *p >= '0' && *p <= '9'; p++)
+            if (scale > 1) {
+                scale /= 10;
+                frac += (*p - '0') * scale;
+            }
+    }
+    if (*p != 'Z' || f[1] < 1 || f[1] > 12)
+        return false;
+    *ms = ((days_from_civil(f[0], f[1], f[2]) * 24 + f[3]) * 60 + f[4]) * INT64_C(60000) +
+          f[5] * 1000 + frac;
+    return true;
+}
+
+static uint32_t q_new_ticket(worker *w)
+{
+    if (w->ntickets == w->captickets) {
+        size_t cap = w->captickets ? w->captickets * 2 : 256;
+        q_ticket *t = realloc(w->tickets, cap * sizeof(*t));
+        if (t == NULL)
+            die("out of memory");
+        w->tickets = t;
+        w->captickets = cap;
+    }
+    memset(&w->tickets[w->ntickets], 0, sizeof(q_ticket));
+    return (uint32_t)w->ntickets++;
+}
+
+/* When to ask again: half the expected wait (position / rate while waiting, the server's
+ * estimated_wait_s in the prequeue), bounded by the poll flags, then +-20 % jitter so that
+ * clients that joined together do not poll together. */
+static uint64_t q_poll_interval_ms(vuser *v, const char *body, enum q_state st)
+{
+    uint64_t pos, rate, est, wait_ms = 2 * (uint64_t)opt.queue_poll_max_ms;
+    if (st == QS_WAITING && scan_u64(body, "\"position\":", &pos) &&
+        scan_u64(body, "\"rate_per_second\":", &rate) && rate > 0)
+        wait_ms = pos * 1000 / rate;
+    else if (scan_u64(body, "\"estimated_wait_s\":", &est))
+        wait_ms = est * 1000;
+    uint64_t base = wait_ms / 2;
+    if (base < opt.queue_poll_min_ms)
+        base = opt.queue_poll_min_ms;
+    if (base > opt.queue_poll_max_ms)
+        base = opt.queue_poll_max_ms;
+    return base - base / 5 + below(&v->rng, (uint32_t)(2 * base / 5 + 1));
+}
+
+static void q_join_send(vuser *v);
+static void q_poll_send(vuser *v);
+
+/* What a join or a poll answered (200/201): wait, buy or start over. */
+static void q_on_state(vuser *v, const hc_response *r, enum q_state st)
+{
+    worker *w = v->w;
+    q_ticket *t = &w->tickets[v->tk];
+    switch (st) {
+    case QS_PREQUEUE:
+    case QS_WAITING:
+        if (st == QS_WAITING)
+            t->last_wait_sent = r->sent_ns;
+        v->qphase = QP_WAIT;
+        v_wait(v, q_poll_interval_ms(v, r->body, st), q_poll_send);
+        return;
+    case QS_ADMITTED:
+        if (!scan_str(r->body, "\"admission_token\":\"", v->token, sizeof(v->token))) {
+            w->ops[v->op].bad_answer++;
+            v->qphase = QP_WAIT;
+            v_wait(v, 100, q_poll_send);
+            return;
+        }
+        if (t->admitted_done == 0) {
+            char at[40];
+            t->admitted_done = r->sent_ns + r->latency_ns;
+            if (!scan_str(r->body, "\"admitted_at\":\"", at, sizeof(at)) ||
+                !parse_utc_ms(at, &t->admitted_ms))
+                t->admitted_ms = 0;
+        }
+        v->qphase = QP_BUY;
+        v->qtries = 0;
+        scenario_next(v);
+        return;
+    case QS_LAPSED: /* the admission window passed unused: join again */
+        w->q_lapsed++;
+        v->qphase = QP_LEAVE;
+        scenario_next(v);
+        return;
+    default: /* "none" in a 200, or no state: not an answer we understand */
+        w->ops[v->op].bad_answer++;
+        v->qphase = QP_LEAVE;
+        v_wait(v, 100, scenario_next);
+        return;
+    }
+}
+
+static void q_join_send(vuser *v)
+{
+    if (!v_may_start(v)) {
+        v_idle(v);
+        return;
+    }
+    v->qphase = QP_JOIN;
+    v->token[0] = '\0';
+    if (v->jtries == 0)
+        v->tk = q_new_ticket(v->w);
+    v_send(v, OP_QJOIN, "POST", Q.path_join, v->u->auth, NULL);
+}
+
+static void on_qjoin(vuser *v, int err, const hc_response *r)
+{
+    if (err != 0 || r->status == 503) {
+        v->jtries++; /* the place may have been taken: a retry answers 200 with it */
+        v_wait(v, backoff_ms(v, r), q_join_send);
+        return;
+    }
+    if (r->status != 200 && r->status != 201) { /* an error (counted): try again, slowly */
+        v->jtries++;
+        v_wait(v, 1000, q_join_send);
+        return;
+    }
+    q_ticket *t = &v->w->tickets[v->tk];
+    enum q_state st = q_scan_state(r->body);
+    t->join_sent = r->sent_ns;
+    t->join_done = r->sent_ns + r->latency_ns;
+    t->joined_as = (uint8_t)st;
+    t->fresh = v->jtries == 0 && r->status == 201;
+    v->jtries = 0;
+    q_on_state(v, r, st);
+}
+
+static void q_poll_send(vuser *v)
+{
+    if (!v_may_start(v)) {
+        v_idle(v);
+        return;
+    }
+    v->w->tickets[v->tk].polls++;
+    v_send(v, OP_QPOLL, "GET", Q.path_me, v->u->auth, NULL);
+}
+
+static void on_qpoll(vuser *v, int err, const hc_response *r)
+{
+    if (err != 0 || r->status == 503) {
+        v_wait(v, backoff_ms(v, r), q_poll_send);
+    } else if (r->status == 200) {
+        q_on_state(v, r, q_scan_state(r->body));
+    } else if (r->status == 404) { /* the place is gone (an error, counted): join again */
+        v->qphase = QP_JOIN;
+        v_wait(v, 100, q_join_send);
+    } else {
+        v_wait(v, 100, q_poll_send);
+    }
+}
+
+static void q_leave_send(vuser *v)
+{
+    if (!v_may_start(v)) {
+        v_idle(v);
+        return;
+    }
+    v->qphase = QP_LEAVE;
+    v->token[0] = '\0';
+    v_send(v, OP_QLEAVE, "DELETE", Q.path_me, v->u->auth, NULL);
+}
+
+static void on_qleave(vuser *v, int err, const hc_response *r)
+{
+    if ((err != 0 || r->status == 503) && ++v->jtries < 4) {
+        v_wait(v, backoff_ms(v, r), q_leave_send);
+        return;
+    }
+    /* 204, or 404 (no place any more): join again at the back, a new buyer. After failed
+     * leaves the join finds the old place (200) and the ticket is not fresh. */
+    v->jtries = 0;
+    q_join_send(v);
+}
+
+/* The loop of a client with --queue: join, wait, buy (up to --queue-tries reserves), leave. */
+static void queue_next(vuser *v)
+{
+    switch (v->qphase) {
+    case QP_JOIN:
+        q_join_send(v);
+        return;
+    case QP_WAIT:
+        q_poll_send(v);
+        return;
+    case QP_BUY:
+        if (v->qtries < opt.queue_tries) {
+            v->qtries++;
+            flash_next(v);
+            return;
+        }
+        q_leave_send(v); /* nothing held in --queue-tries reserves: give the admission up */
+        return;
+    default:
+        q_leave_send(v);
+        return;
+    }
 }
 
 /* ---- reserve ---------------------------------------------------------------------------- */
@@ -1446,6 +1892,15 @@ static void v_answer(hc_conn *c, void *arg, int err, const hc_response *r)
             on_seatmap(v, r);
         scenario_next(v);
         break;
+    case OP_QJOIN:
+        on_qjoin(v, err, r);
+        break;
+    case OP_QPOLL:
+        on_qpoll(v, err, r);
+        break;
+    case OP_QLEAVE:
+        on_qleave(v, err, r);
+        break;
     case OP_HTTP:
         v->inflight--;
         if (err == 0 && r->status == 503 && !w->stopping)
@@ -1609,6 +2064,75 @@ static void worker_free(worker *w)
     free(w->claims);
     free(w->freebits);
     free(w->freelist);
+    free(w->tickets);
+    free(w->sales);
+}
+
+/* flash --queue: one connection on the main loop samples GET /api/showtimes/:id/queue every
+ * 250 ms (the server's own counts), for the admission rate. */
+typedef struct q_sample {
+    uint64_t t_ns; /* the middle of the request */
+    uint32_t waiting, admitted;
+    bool started;
+} q_sample;
+
+enum { MONITOR_MS = 250 };
+static q_sample *qsamples;
+static size_t nqsamples, capqsamples;
+static hc_pool *mon_pool;
+static uv_timer_t mon_timer;
+static bool mon_busy;
+static uint64_t mon_failures;
+
+static void mon_answer(hc_conn *c, void *arg, int err, const hc_response *r)
+{
+    (void)c;
+    (void)arg;
+    mon_busy = false;
+    uint64_t waiting, admitted;
+    if (err == HC_ESTOPPED)
+        return; /* the run is over */
+    if (err != 0 || r->status != 200 || !scan_u64(r->body, "\"waiting\":", &waiting) ||
+        !scan_u64(r->body, "\"admitted\":", &admitted)) {
+        mon_failures++;
+        return;
+    }
+    if (nqsamples == capqsamples) {
+        size_t cap = capqsamples ? capqsamples * 2 : 256;
+        q_sample *n = realloc(qsamples, cap * sizeof(*n));
+        if (n == NULL)
+            die("out of memory");
+        qsamples = n;
+        capqsamples = cap;
+    }
+    qsamples[nqsamples++] = (q_sample){.t_ns = r->sent_ns + r->latency_ns / 2,
+                                       .waiting = (uint32_t)waiting,
+                                       .admitted = (uint32_t)admitted,
+                                       .started = strstr(r->body, "\"started\":true") != NULL};
+}
+
+static void mon_tick(uv_timer_t *t)
+{
+    (void)t;
+    if (mon_busy)
+        return;
+    hc_request rq = {.method = "GET", .path = Q.path_info};
+    if (hc_send(hc_pool_conn(mon_pool, 0), &rq, mon_answer, NULL) == 0)
+        mon_busy = true;
+}
+
+static void mon_start(void)
+{
+    hc_config cfg;
+    hc_config_default(&cfg);
+    cfg.target = &opt.target;
+    cfg.connections = 1;
+    cfg.request_timeout_ms = opt.timeout_ms;
+    if (hc_pool_create(&main_loop, &cfg, &mon_pool) != 0)
+        die("out of memory");
+    hc_pool_start(mon_pool);
+    uv_timer_init(&main_loop, &mon_timer);
+    uv_timer_start(&mon_timer, mon_tick, 0, MONITOR_MS);
 }
 
 /* ---- The run, seen from the main thread ------------------------------------------------- */
@@ -1662,11 +2186,16 @@ static void on_progress(uv_timer_t *t)
     double rate = now > last_progress_s ? (double)(done - last_done) / (now - last_progress_s) : 0;
     last_done = done;
     last_progress_s = now;
+    char qline[96] = "";
+    if (opt.queue && nqsamples > 0)
+        bprintf(qline, sizeof(qline), "  queue: %u admitted, %u waiting%s",
+                qsamples[nqsamples - 1].admitted, qsamples[nqsamples - 1].waiting,
+                qsamples[nqsamples - 1].started ? "" : " (not started)");
     if (!opt.quiet)
         fprintf(stderr,
                 "usher-bench: %5.1f s  %9.0f req/s  %10" PRIu64 " requests  errors %" PRIu64
-                " (503: %" PRIu64 ", timeouts %" PRIu64 ")  open %" PRIu64 "/%u\n",
-                now, rate, done, errs, e503, st.timeouts, st.open, opt.connections);
+                " (503: %" PRIu64 ", timeouts %" PRIu64 ")  open %" PRIu64 "/%u%s\n",
+                now, rate, done, errs, e503, st.timeouts, st.open, opt.connections, qline);
 }
 
 static void main_handle_closed(uv_handle_t *h)
@@ -1690,7 +2219,7 @@ static double run(void)
     static void (*const nexts[4])(vuser *) = {flash_next, steady_next, reserve_next, http_next};
     static void (*const afters[4])(vuser *) = {flash_after_hold, steady_after_hold, release_start,
                                                NULL};
-    scenario_next = nexts[opt.sc];
+    scenario_next = opt.queue ? queue_next : nexts[opt.sc];
     after_hold = afters[opt.sc];
     budgeted = opt.requests > 0;
     atomic_store(&budget, budgeted ? (int64_t)opt.requests : 0);
@@ -1716,6 +2245,8 @@ static double run(void)
         if (uv_thread_create(&workers[i].th, worker_main, &workers[i]) != 0)
             die("cannot start a thread");
     uv_timer_start(&progress_timer, on_progress, 1000, 1000);
+    if (opt.queue)
+        mon_start();
     if (opt.duration_s > 0)
         uv_timer_start(&duration_timer, on_duration, (uint64_t)(opt.duration_s * 1000), 0);
     uv_run(&main_loop, UV_RUN_DEFAULT);
@@ -1729,7 +2260,13 @@ static double run(void)
     uv_close((uv_handle_t *)&duration_timer, main_handle_closed);
     uv_close((uv_handle_t *)&sigint_handle, main_handle_closed);
     uv_close((uv_handle_t *)&main_done, main_handle_closed);
+    if (opt.queue) {
+        uv_close((uv_handle_t *)&mon_timer, main_handle_closed);
+        hc_pool_stop(mon_pool, NULL, NULL);
+    }
     uv_run(&main_loop, UV_RUN_DEFAULT);
+    if (opt.queue)
+        hc_pool_destroy(mon_pool);
     if (stop_requested)
         t_end = t_stop;
     return (double)(t_end - t_start) / 1e9;
@@ -2004,6 +2541,53 @@ static void do_audit(const audit_claim *claims, size_t nclaims, audit_out *out)
          (double)(uv_hrtime() - t0) / 1e9);
 }
 
+/* ---- flash: how fast the seats sold -------------------------------------------------------- */
+
+/* From the sale's start (the run's start, or with --queue the queue's start) to the moments
+ * the confirmations clients were told of reached half, 95 % and all of their seats. */
+static struct {
+    bool have;
+    uint64_t seats;
+    double half_s, p95_s, all_s;
+} sale;
+
+static int sale_cmp(const void *a, const void *b)
+{
+    uint64_t x = ((const sale_ev *)a)->t_ns, y = ((const sale_ev *)b)->t_ns;
+    return x < y ? -1 : x > y;
+}
+
+static void sale_summarize(sale_ev *ev, size_t n, uint64_t start_ns)
+{
+    if (opt.sc != SC_FLASH || n == 0)
+        return;
+    qsort(ev, n, sizeof(*ev), sale_cmp);
+    for (size_t i = 0; i < n; i++)
+        sale.seats += ev[i].seats;
+    uint64_t sum = 0;
+    double *outs[3] = {&sale.half_s, &sale.p95_s, &sale.all_s};
+    const double share[3] = {0.5, 0.95, 1.0};
+    int k = 0;
+    for (size_t i = 0; i < n && k < 3; i++) {
+        sum += ev[i].seats;
+        double at = ev[i].t_ns > start_ns ? (double)(ev[i].t_ns - start_ns) / 1e9 : 0;
+        while (k < 3 && (double)sum >= share[k] * (double)sale.seats)
+            *outs[k++] = at;
+    }
+    sale.have = true;
+}
+
+static json_t *sale_json(void)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "from", json_string(opt.queue ? "queue start" : "run start"));
+    json_object_set_new(o, "seats_confirmed", json_integer((json_int_t)sale.seats));
+    json_object_set_new(o, "half_s", json_real(round(sale.half_s * 1000) / 1000));
+    json_object_set_new(o, "p95_s", json_real(round(sale.p95_s * 1000) / 1000));
+    json_object_set_new(o, "all_s", json_real(round(sale.all_s * 1000) / 1000));
+    return o;
+}
+
 /* ---- Report --------------------------------------------------------------------------------- */
 
 static double ms(uint64_t ns)
@@ -2129,7 +2713,12 @@ static json_t *audit_json(const audit_out *a)
     return o;
 }
 
-static void report(const op_stats *ops, double secs, const hc_stats *cs, audit_out *a)
+typedef struct q_report q_report;
+static json_t *q_json(const q_report *qr);
+static void q_print(const q_report *qr);
+
+static void report(const op_stats *ops, double secs, const hc_stats *cs, audit_out *a,
+                   const q_report *qr)
 {
     uint64_t total = 0, total_err = 0;
     for (int o = 0; o < OP_N; o++) {
@@ -2141,6 +2730,7 @@ static void report(const op_stats *ops, double secs, const hc_stats *cs, audit_o
     if (opt.json) {
         json_t *j = json_object();
         json_object_set_new(j, "scenario", json_string(scenario_names[opt.sc]));
+        json_object_set_new(j, "queue_mode", json_boolean(opt.queue));
         json_object_set_new(j, "target", json_string(opt.target_url));
         json_object_set_new(j, "connections", json_integer(opt.connections));
         json_object_set_new(j, "threads", json_integer(opt.threads));
@@ -2170,13 +2760,17 @@ static void report(const op_stats *ops, double secs, const hc_stats *cs, audit_o
         json_object_set_new(jc, "bytes_in", json_integer((json_int_t)cs->bytes_in));
         json_object_set_new(j, "client", jc);
         json_object_set_new(j, "audit", audit_json(a));
+        if (qr != NULL)
+            json_object_set_new(j, "queue", q_json(qr));
+        if (sale.have)
+            json_object_set_new(j, "sale", sale_json());
         json_dumpf(j, stdout, JSON_COMPACT | JSON_REAL_PRECISION(12));
         fputc('\n', stdout);
         json_decref(j);
         return;
     }
-    printf("usher-bench %s: %u connections, %u threads, %.2f s, %s\n", scenario_names[opt.sc],
-           opt.connections, opt.threads, secs, opt.target_url);
+    printf("usher-bench %s%s: %u connections, %u threads, %.2f s, %s\n", scenario_names[opt.sc],
+           opt.queue ? " --queue" : "", opt.connections, opt.threads, secs, opt.target_url);
     printf("%-12s %10s %10s %10s %9s %8s %8s %8s %8s %8s %9s\n", "operation", "count", "rps", "ok",
            "outcomes", "errors", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms");
     for (int o = 0; o < OP_N; o++) {
@@ -2204,6 +2798,13 @@ static void report(const op_stats *ops, double secs, const hc_stats *cs, audit_o
     printf("client: %" PRIu64 " connects, %" PRIu64 " connect failures, %" PRIu64
            " disconnects, %" PRIu64 " timeouts\n",
            cs->connects, cs->connect_failures, cs->disconnects, cs->timeouts);
+    if (qr != NULL)
+        q_print(qr);
+    if (sale.have)
+        printf("sale: %" PRIu64 " seats confirmed to clients; half of them by %.2f s, 95 %% by "
+               "%.2f s, the last at %.2f s after the %s\n",
+               sale.seats, sale.half_s, sale.p95_s, sale.all_s,
+               opt.queue ? "queue's start" : "run's start");
     const audit_result *r = &a->r;
     if (a->skipped)
         printf("audit: skipped (%s: nothing is sold)\n", scenario_names[opt.sc]);
@@ -2219,6 +2820,314 @@ static void report(const op_stats *ops, double secs, const hc_stats *cs, audit_o
                r->seats_in_doubt_sold, r->in_doubt, r->double_sold, r->lost_confirmations,
                r->lost_cancellations, r->unexplained_bookings, r->unexplained_sold,
                r->bookings_acknowledged);
+}
+
+/* ---- flash --queue: the summary ------------------------------------------------------------ */
+
+typedef struct q_dist {
+    uint64_t n, p50, p90, p99, max;
+    double mean;
+} q_dist;
+
+static int u64_cmp(const void *a, const void *b);
+
+/* Nearest-rank percentiles of v[0..n) (sorted here). */
+static q_dist dist_of(uint64_t *v, size_t n)
+{
+    q_dist d = {.n = n};
+    if (n == 0)
+        return d;
+    qsort(v, n, sizeof(*v), u64_cmp);
+    double sum = 0;
+    for (size_t i = 0; i < n; i++)
+        sum += (double)v[i];
+    d.mean = sum / (double)n;
+    const double ps[3] = {50, 90, 99};
+    uint64_t *outs[3] = {&d.p50, &d.p90, &d.p99};
+    for (int k = 0; k < 3; k++) {
+        size_t rank = (size_t)ceil(ps[k] / 100.0 * (double)n);
+        *outs[k] = v[rank > 0 ? rank - 1 : 0];
+    }
+    d.max = v[n - 1];
+    return d;
+}
+
+typedef struct q_report {
+    uint64_t joins, joins_pre, joins_post, admitted, refused, lapsed, polls;
+    q_dist since_start; /* queue start -> admission seen, every admission */
+    q_dist first_wave;  /* the same, places taken before the start */
+    q_dist wait_post;   /* join answered -> admission seen, fresh places taken after the start */
+    q_dist polls_per;   /* polls per admission (counts) */
+    uint64_t fifo_checked, fifo_violations;
+    bool server_ok; /* the final GET of the queue answered */
+    uint64_t server_admitted, server_places, server_waiting;
+    double rate_backlogged, backlogged_s; /* admissions/s while users waited, over how long */
+    uint32_t *per_second;                 /* admissions in each second since the start */
+    size_t nper;
+} q_report;
+
+typedef struct fifo_a {
+    uint64_t join_done, last_wait_sent;
+    int64_t sec; /* second of the admission since the start, -1 unknown */
+} fifo_a;
+
+typedef struct fifo_b {
+    uint64_t join_sent, admitted_done;
+    int64_t sec;
+} fifo_b;
+
+static int fifo_a_cmp(const void *a, const void *b)
+{
+    uint64_t x = ((const fifo_a *)a)->join_done, y = ((const fifo_a *)b)->join_done;
+    return x < y ? -1 : x > y;
+}
+
+static int fifo_b_cmp(const void *a, const void *b)
+{
+    uint64_t x = ((const fifo_b *)a)->join_sent, y = ((const fifo_b *)b)->join_sent;
+    return x < y ? -1 : x > y;
+}
+
+/* FIFO: a place whose join was answered before another's join was sent is ahead of it
+ * (the queue's shard served the one before the other). A fresh place taken after the start
+ * (B) must not be admitted while one ahead of it (A) still waits: A polled "waiting" with a
+ * request written after B's "admitted" was read, or A's admitted_at is a later second than
+ * B's. Places taken before the start are shuffled at the start, but all of them stand ahead
+ * of every later place, so they count as A. Sound (no false alarm) with the clocks of one
+ * process; a violation it misses is one no client looked at in time. */
+static void q_fifo(const q_ticket *t, size_t n, q_report *qr)
+{
+    fifo_a *a = malloc((n ? n : 1) * sizeof(*a));
+    fifo_b *b = malloc((n ? n : 1) * sizeof(*b));
+    if (a == NULL || b == NULL)
+        die("out of memory");
+    size_t na = 0, nb = 0;
+    for (size_t i = 0; i < n; i++) {
+        int64_t sec = t[i].admitted_ms >= Q.start_ms ? (t[i].admitted_ms - Q.start_ms) / 1000 : -1;
+        if (t[i].join_done != 0)
+            a[na++] = (fifo_a){t[i].join_done, t[i].last_wait_sent, sec};
+        if (t[i].fresh && t[i].joined_as == QS_WAITING && t[i].admitted_done != 0 && sec >= 0)
+            b[nb++] = (fifo_b){t[i].join_sent, t[i].admitted_done, sec};
+    }
+    qsort(a, na, sizeof(*a), fifo_a_cmp);
+    qsort(b, nb, sizeof(*b), fifo_b_cmp);
+    size_t j = 0;
+    int64_t max_sec = -1;
+    uint64_t max_wait = 0;
+    for (size_t i = 0; i < nb; i++) {
+        for (; j < na && a[j].join_done < b[i].join_sent; j++) {
+            if (a[j].sec > max_sec)
+                max_sec = a[j].sec;
+            if (a[j].last_wait_sent > max_wait)
+                max_wait = a[j].last_wait_sent;
+        }
+        qr->fifo_checked++;
+        if (max_sec > b[i].sec || max_wait > b[i].admitted_done)
+            qr->fifo_violations++;
+    }
+    free(a);
+    free(b);
+}
+
+/* Admissions per second since the start, from the server's counts (linear between
+ * samples), and the rate over the sampled intervals in which users waited throughout. */
+static void q_rate(q_report *qr)
+{
+    double adm = 0, secs = 0;
+    for (size_t i = 1; i < nqsamples; i++) {
+        const q_sample *p = &qsamples[i - 1], *c = &qsamples[i];
+        if (!p->started || !c->started || p->waiting == 0 || c->waiting == 0)
+            continue;
+        adm += (double)c->admitted - (double)p->admitted;
+        secs += (double)(c->t_ns - p->t_ns) / 1e9;
+    }
+    qr->backlogged_s = secs;
+    qr->rate_backlogged = secs > 0 ? adm / secs : 0;
+    if (nqsamples < 2 || qsamples[nqsamples - 1].t_ns <= Q.start_ns)
+        return;
+    size_t whole = (size_t)((qsamples[nqsamples - 1].t_ns - Q.start_ns) / 1000000000u);
+    qr->per_second = calloc(whole ? whole : 1, sizeof(uint32_t));
+    if (qr->per_second == NULL)
+        die("out of memory");
+    double prev = 0; /* admitted at the start: none */
+    size_t i = 0;
+    for (size_t k = 1; k <= whole; k++) {
+        uint64_t at = Q.start_ns + (uint64_t)k * 1000000000u;
+        while (i + 1 < nqsamples && qsamples[i + 1].t_ns < at)
+            i++;
+        const q_sample *p = &qsamples[i], *c = &qsamples[i + 1 < nqsamples ? i + 1 : i];
+        double a = p->admitted;
+        if (c->t_ns > p->t_ns && at > p->t_ns)
+            a += ((double)c->admitted - (double)p->admitted) * (double)(at - p->t_ns) /
+                 (double)(c->t_ns - p->t_ns);
+        qr->per_second[k - 1] = (uint32_t)llround(a - prev > 0 ? a - prev : 0);
+        prev = a > prev ? a : prev;
+    }
+    qr->nper = whole;
+}
+
+static void q_summarize(const q_ticket *t, size_t n, q_report *qr)
+{
+    uint64_t *all = malloc((n ? n : 1) * sizeof(uint64_t));
+    uint64_t *pre = malloc((n ? n : 1) * sizeof(uint64_t));
+    uint64_t *post = malloc((n ? n : 1) * sizeof(uint64_t));
+    uint64_t *polls = malloc((n ? n : 1) * sizeof(uint64_t));
+    if (all == NULL || pre == NULL || post == NULL || polls == NULL)
+        die("out of memory");
+    size_t nall = 0, npre = 0, npost = 0;
+    for (size_t i = 0; i < n; i++) {
+        qr->polls += t[i].polls;
+        if (t[i].join_done == 0)
+            continue;
+        qr->joins++;
+        qr->joins_pre += t[i].joined_as == QS_PREQUEUE;
+        qr->joins_post += t[i].joined_as == QS_WAITING;
+        if (t[i].admitted_done == 0)
+            continue;
+        uint64_t since = t[i].admitted_done > Q.start_ns ? t[i].admitted_done - Q.start_ns : 0;
+        polls[nall] = t[i].polls;
+        all[nall++] = since;
+        if (t[i].joined_as == QS_PREQUEUE)
+            pre[npre++] = since;
+        if (t[i].joined_as == QS_WAITING && t[i].fresh)
+            post[npost++] = t[i].admitted_done - t[i].join_done;
+    }
+    qr->admitted = nall;
+    qr->since_start = dist_of(all, nall);
+    qr->first_wave = dist_of(pre, npre);
+    qr->wait_post = dist_of(post, npost);
+    qr->polls_per = dist_of(polls, nall);
+    free(all);
+    free(pre);
+    free(post);
+    free(polls);
+    q_fifo(t, n, qr);
+    q_rate(qr);
+}
+
+/* After the run: the server's own counts. */
+static void q_final(q_report *qr)
+{
+    sync_pool_open();
+    json_t *j = NULL;
+    int st = api_call("GET", Q.path_info, NULL, NULL, &j, NULL, 0);
+    if (st == 200 && j != NULL) {
+        qr->server_ok = true;
+        qr->server_admitted = json_id(j, "admitted");
+        qr->server_places = json_id(j, "places_taken");
+        qr->server_waiting = json_id(j, "waiting");
+    }
+    json_decref(j);
+    sync_pool_close();
+}
+
+/* Whether the queued run failed: a 403 admission-required, no admission, or FIFO broken. */
+static bool q_failed(const q_report *qr)
+{
+    return qr->refused > 0 || qr->admitted == 0 || qr->fifo_violations > 0;
+}
+
+static json_t *dist_json(const q_dist *d, bool ns)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "count", json_integer((json_int_t)d->n));
+    if (ns) {
+        json_object_set_new(o, "p50_ms", jms(d->p50));
+        json_object_set_new(o, "p90_ms", jms(d->p90));
+        json_object_set_new(o, "p99_ms", jms(d->p99));
+        json_object_set_new(o, "max_ms", jms(d->max));
+        json_object_set_new(o, "mean_ms", json_real(round(d->mean / 1e3) / 1e3));
+    } else {
+        json_object_set_new(o, "p50", json_integer((json_int_t)d->p50));
+        json_object_set_new(o, "p90", json_integer((json_int_t)d->p90));
+        json_object_set_new(o, "p99", json_integer((json_int_t)d->p99));
+        json_object_set_new(o, "max", json_integer((json_int_t)d->max));
+        json_object_set_new(o, "mean", json_real(round(d->mean * 100) / 100));
+    }
+    return o;
+}
+
+static json_t *q_json(const q_report *qr)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "ok", json_boolean(!q_failed(qr)));
+    json_object_set_new(o, "rate_per_s", json_integer(opt.queue_rate));
+    json_object_set_new(o, "start_delay_ms", json_integer(Q.delay_ms));
+    json_object_set_new(o, "admission_window_s", json_integer(Q.window_s));
+    json_object_set_new(o, "joins", json_integer((json_int_t)qr->joins));
+    json_object_set_new(o, "joins_prequeue", json_integer((json_int_t)qr->joins_pre));
+    json_object_set_new(o, "joins_after_start", json_integer((json_int_t)qr->joins_post));
+    json_object_set_new(o, "admitted", json_integer((json_int_t)qr->admitted));
+    json_t *srv = json_object();
+    if (qr->server_ok) {
+        json_object_set_new(srv, "admitted", json_integer((json_int_t)qr->server_admitted));
+        json_object_set_new(srv, "places_taken", json_integer((json_int_t)qr->server_places));
+        json_object_set_new(srv, "waiting", json_integer((json_int_t)qr->server_waiting));
+    }
+    json_object_set_new(o, "server", srv);
+    json_t *rate = json_object();
+    json_object_set_new(rate, "configured", json_integer(opt.queue_rate));
+    json_object_set_new(rate, "observed", json_real(round(qr->rate_backlogged * 10) / 10));
+    json_object_set_new(rate, "observed_over_s", json_real(round(qr->backlogged_s * 100) / 100));
+    json_object_set_new(rate, "ratio",
+                        json_real(round(qr->rate_backlogged / opt.queue_rate * 1000) / 1000));
+    json_t *ps = json_array();
+    for (size_t k = 0; k < qr->nper; k++)
+        json_array_append_new(ps, json_integer(qr->per_second[k]));
+    json_object_set_new(rate, "per_second", ps);
+    json_object_set_new(o, "admission_rate", rate);
+    json_object_set_new(o, "start_to_admission", dist_json(&qr->since_start, true));
+    json_object_set_new(o, "start_to_admission_prequeue", dist_json(&qr->first_wave, true));
+    json_object_set_new(o, "join_to_admission_after_start", dist_json(&qr->wait_post, true));
+    json_object_set_new(o, "polls", json_integer((json_int_t)qr->polls));
+    json_object_set_new(o, "polls_per_admission", dist_json(&qr->polls_per, false));
+    json_t *f = json_object();
+    json_object_set_new(f, "checked", json_integer((json_int_t)qr->fifo_checked));
+    json_object_set_new(f, "violations", json_integer((json_int_t)qr->fifo_violations));
+    json_object_set_new(o, "fifo", f);
+    json_object_set_new(o, "admission_refused", json_integer((json_int_t)qr->refused));
+    json_object_set_new(o, "lapsed", json_integer((json_int_t)qr->lapsed));
+    json_object_set_new(o, "monitor_failures", json_integer((json_int_t)mon_failures));
+    return o;
+}
+
+static void dist_print(const char *what, const q_dist *d)
+{
+    if (d->n == 0) {
+        printf("  %s: none\n", what);
+        return;
+    }
+    printf("  %s: p50 %.1f, p90 %.1f, p99 %.1f, max %.1f ms (%" PRIu64 ")\n", what,
+           (double)d->p50 / 1e6, (double)d->p90 / 1e6, (double)d->p99 / 1e6, (double)d->max / 1e6,
+           d->n);
+}
+
+static void q_print(const q_report *qr)
+{
+    printf("queue: %s: %u admissions/s configured, started %.1f s after setup, admission "
+           "window %u s\n",
+           q_failed(qr) ? "FAILED" : "ok", opt.queue_rate, (double)Q.delay_ms / 1e3, Q.window_s);
+    printf("  joins %" PRIu64 " (%" PRIu64 " before the start, %" PRIu64
+           " after); admitted %" PRIu64 " seen by clients",
+           qr->joins, qr->joins_pre, qr->joins_post, qr->admitted);
+    if (qr->server_ok)
+        printf(", %" PRIu64 " counted by the server (%" PRIu64 " places, %" PRIu64
+               " waiting at the end)",
+               qr->server_admitted, qr->server_places, qr->server_waiting);
+    printf("; %" PRIu64 " lapsed\n", qr->lapsed);
+    printf("  admission rate while users waited: %.1f/s over %.1f s (%.3fx --queue-rate)\n",
+           qr->rate_backlogged, qr->backlogged_s, qr->rate_backlogged / opt.queue_rate);
+    dist_print("queue start -> admission", &qr->since_start);
+    dist_print("  of places taken before the start", &qr->first_wave);
+    dist_print("join -> admission, places taken after the start", &qr->wait_post);
+    printf("  polls per admission: mean %.2f, p50 %" PRIu64 ", p90 %" PRIu64 ", p99 %" PRIu64
+           ", max %" PRIu64 " (%" PRIu64 " polls in all)\n",
+           qr->polls_per.mean, qr->polls_per.p50, qr->polls_per.p90, qr->polls_per.p99,
+           qr->polls_per.max, qr->polls);
+    printf("  FIFO: %" PRIu64 " admissions of places taken after the start checked, %" PRIu64
+           " violations\n",
+           qr->fifo_checked, qr->fifo_violations);
+    printf("  reserves refused with 403 admission-required: %" PRIu64 "\n", qr->refused);
 }
 
 /* ---- main ------------------------------------------------------------------------------------ */
@@ -2242,6 +3151,8 @@ int main(int argc, char **argv)
     if (opt.sc != SC_HTTP) {
         sync_pool_open();
         setup();
+        if (opt.queue)
+            queue_setup();
         sync_pool_close();
     }
 
@@ -2263,8 +3174,31 @@ int main(int argc, char **argv)
     if (claims == NULL)
         die("out of memory");
     nclaims = 0;
+    size_t ntickets = 0;
+    for (uint32_t i = 0; i < opt.threads; i++)
+        ntickets += workers[i].ntickets;
+    q_ticket *tickets = malloc((ntickets ? ntickets : 1) * sizeof(*tickets));
+    if (tickets == NULL)
+        die("out of memory");
+    ntickets = 0;
+    size_t nsales = 0;
+    for (uint32_t i = 0; i < opt.threads; i++)
+        nsales += workers[i].nsales;
+    sale_ev *sales = malloc((nsales ? nsales : 1) * sizeof(*sales));
+    if (sales == NULL)
+        die("out of memory");
+    nsales = 0;
+    q_report qr = {0};
     for (uint32_t i = 0; i < opt.threads; i++) {
         worker *w = &workers[i];
+        if (w->ntickets > 0)
+            memcpy(tickets + ntickets, w->tickets, w->ntickets * sizeof(*tickets));
+        ntickets += w->ntickets;
+        if (w->nsales > 0)
+            memcpy(sales + nsales, w->sales, w->nsales * sizeof(*sales));
+        nsales += w->nsales;
+        qr.refused += w->q_refused;
+        qr.lapsed += w->q_lapsed;
         for (int o = 0; o < OP_N; o++) {
             hist_merge(&ops[o].h, &w->ops[o].h);
             ops[o].count += w->ops[o].count;
@@ -2286,10 +3220,23 @@ int main(int argc, char **argv)
         worker_free(w);
     }
 
+    if (opt.queue) {
+        q_summarize(tickets, ntickets, &qr);
+        q_final(&qr);
+    }
+    sale_summarize(sales, nsales, opt.queue ? Q.start_ns : t_start);
     audit_out a;
     do_audit(claims, nclaims, &a);
-    report(ops, secs, &cs, &a);
+    report(ops, secs, &cs, &a, opt.queue ? &qr : NULL);
     bool ok = a.error == NULL && a.r.ok;
+    if (opt.queue && q_failed(&qr)) {
+        fprintf(stderr,
+                "usher-bench: the queued sale failed: %" PRIu64
+                " reserves refused with 403 admission-required, %" PRIu64 " admissions, %" PRIu64
+                " FIFO violations\n",
+                qr.refused, qr.admitted, qr.fifo_violations);
+        ok = false;
+    }
     uint64_t answered = 0;
     for (int o = 0; o < OP_N; o++)
         answered += hist_count(&ops[o].h);
@@ -2303,6 +3250,10 @@ int main(int argc, char **argv)
 
     free(a.details);
     free(claims);
+    free(tickets);
+    free(sales);
+    free(qr.per_second);
+    free(qsamples);
     free(ops);
     free(workers);
     free(sold);
