@@ -3064,7 +3064,9 @@ static void admission_token(net_server *s, uint64_t user, uint64_t showtime, int
 }
 
 /* Reserve on a showtime with a virtual queue needs a valid admission token
- * for this user and showtime. False when it answered 403. */
+ * for this user and showtime, and the user still admitted (leaving the
+ * queue or the window passing ends it, whatever tokens are out). False
+ * when it answered 403. */
 static bool admission_ok(net_shard *sh, net_request *r, uint64_t user, uint64_t showtime,
                          int64_t now)
 {
@@ -3090,6 +3092,10 @@ static bool admission_ok(net_shard *sh, net_request *r, uint64_t user, uint64_t 
         size_t n = strlen(want);
         if (strlen(t) != n || CRYPTO_memcmp(want, t, n) != 0)
             why = "the admission token is not valid for this user and showtime";
+        else if (engine_queue_user_get(sh->e, showtime, user, now).state !=
+                 ENGINE_QUEUE_ADMITTED)
+            why = "your admission has ended (you left the queue, or its window passed): join "
+                  "the queue again";
     }
     if (why == NULL)
         return true;

@@ -310,6 +310,20 @@ def phase_queue(admin, show, u):
     check(st == 403, f"tampered token: {st}")
     _, h = call("POST", "/api/bookings/reserve", {"showtime_id": show, "count": 1, "category": "silver"},
                 u[i], 201, headers={"Admission-Token": tok})
+    # Leaving ends an admission: a token given before is refused after.
+    quitter = None
+    for k in early:
+        if k != i:
+            _, mk = call("GET", f"/api/showtimes/{show}/queue/me", token=u[k], expect=200)
+            if mk["state"] == "admitted":
+                quitter = (k, mk["admission_token"])
+                break
+    check(quitter is not None, "a second admitted user")
+    k, ktok = quitter
+    call("DELETE", f"/api/showtimes/{show}/queue/me", token=u[k], expect=204)
+    st, p = call("POST", "/api/bookings/reserve", {"showtime_id": show, "count": 1, "category": "silver"},
+                 u[k], headers={"Admission-Token": ktok})
+    check(st == 403 and "ended" in p.get("detail", ""), f"a token after leaving: {st} {p}")
     # Late joiners are admitted after every early joiner.
     order = []
     end = time.time() + 15
