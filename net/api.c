@@ -16,6 +16,7 @@
 #include "net_internal.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -176,8 +177,10 @@ static int query_u64(net_request *r, const char *name, uint64_t min, uint64_t ma
     if (q == 0)
         return 0;
     char *end;
+    errno = 0; /* strtoull saturates past 2^64 - 1 and says so only in errno */
     unsigned long long v = q > 0 && buf[0] >= '0' && buf[0] <= '9' ? strtoull(buf, &end, 10) : 0;
-    if (q < 0 || buf[0] < '0' || buf[0] > '9' || *end != '\0' || v < min || v > max) {
+    if (q < 0 || buf[0] < '0' || buf[0] > '9' || *end != '\0' || errno == ERANGE || v < min ||
+        v > max) {
         char reason[128];
         snprintf(reason, sizeof(reason), "must be an integer from %" PRIu64 " to %" PRIu64, min,
                  max);
@@ -1324,6 +1327,8 @@ static int showtime_engine_put(net_shard *sh, net_request *r, catalog_read *rd, 
             wal_append_failed(r, -1);
             return -1;
         }
+        if (er == ENGINE_OK)
+            net__sse_showtime_gone(sh, id, false);
     }
     int rc =
         engine_showtime_create(sh->e, now, id, screen_id, start, prices, ctx.category_count, &rec);
@@ -1444,8 +1449,10 @@ static void run_catalog_write(net_shard *sh, net_job *j)
                 wal_append_failed(r, -1);
                 goto out;
             }
-            if (er == ENGINE_OK)
+            if (er == ENGINE_OK) {
                 layout_release(sh, layout, now);
+                net__sse_showtime_gone(sh, j->id, true);
+            }
         }
         ch.put = false;
         status = 204;
@@ -3092,8 +3099,7 @@ static bool admission_ok(net_shard *sh, net_request *r, uint64_t user, uint64_t 
         size_t n = strlen(want);
         if (strlen(t) != n || CRYPTO_memcmp(want, t, n) != 0)
             why = "the admission token is not valid for this user and showtime";
-        else if (engine_queue_user_get(sh->e, showtime, user, now).state !=
-                 ENGINE_QUEUE_ADMITTED)
+        else if (engine_queue_user_get(sh->e, showtime, user, now).state != ENGINE_QUEUE_ADMITTED)
             why = "your admission has ended (you left the queue, or its window passed): join "
                   "the queue again";
     }

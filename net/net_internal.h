@@ -509,6 +509,10 @@ void net__sse_free(net_shard *sh);
 void net__sse_durable(net_shard *sh, uint64_t durable_lsn);
 /* Each shard tick: queue positions, heartbeats, slow readers, idle feeds. */
 void net__sse_tick(net_shard *sh, int64_t now_ms);
+/* Showtime `id` left the engine (deleted, or re-created by a change of
+ * screen or start): its seat streams end (reason showtime-deleted or
+ * showtime-changed) and its feed is dropped. Call right after the delete. */
+void net__sse_showtime_gone(net_shard *sh, uint64_t id, bool deleted);
 /* Shutdown: every stream gets a final event and ends. */
 void net__sse_stop(net_shard *sh);
 /* ... and its loop handle closes (with the shard's other handles). */

@@ -42,6 +42,7 @@
  */
 #include "net_internal.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,7 +103,9 @@ struct sse_feed {
     sse_feed *fan_link;    /* the fanning list (a pass over its watchers is under way) */
     sse_watcher *fan_next; /* ... the pass's next watcher */
     bool fan_active, fan_again;
-    uint64_t wait_lsn; /* ... the highest LSN it waits for */
+    bool retired; /* out of the hash (feed_retire): freed with its last watcher */
+    const char *end_reason, *end_detail; /* ... and what its watchers are told */
+    uint64_t wait_lsn;                   /* ... the highest LSN it waits for */
     sse_watcher *watchers;
     uint32_t nwatchers;
     int64_t idle_since_ms;
@@ -246,6 +249,10 @@ static void watcher_push(net_shard *sh, sse_watcher *w)
     if (w->writing || w->ending || w->st.conn == NULL)
         return;
     sse_feed *f = w->feed;
+    if (f->retired) { /* its head left after the feed was retired */
+        watcher_end(sh, w, f->end_reason, f->end_detail);
+        return;
+    }
     uint64_t durable = atomic_load(&sh->durable_lsn);
     net_jtext b;
     net__jt_init(&b);
@@ -515,10 +522,11 @@ static void list_remove(sse_feed **head, sse_feed *f, size_t next_off)
     }
 }
 
-static void feed_free(net_shard *sh, sse_feed *f)
+/* Takes a feed out of every list and the hash, and stops the engine
+ * telling its showtime's changes (pending ones are dropped). */
+static void feed_unlink(net_shard *sh, sse_feed *f)
 {
     net_sse *x = sh->sse;
-    NET_ASSERT(f->watchers == NULL);
     list_remove(&x->buckets[bucket_of(f->showtime_id, f->kind)], f, offsetof(sse_feed, hnext));
     if (f->dirty)
         list_remove(&x->dirty, f, offsetof(sse_feed, dnext));
@@ -526,15 +534,46 @@ static void feed_free(net_shard *sh, sse_feed *f)
         list_remove(&x->waiting, f, offsetof(sse_feed, wnext));
     if (f->fan_active)
         list_remove(&x->fanning, f, offsetof(sse_feed, fan_link));
+    f->dirty = f->waiting = f->fan_active = false;
+    for (uint32_t i = 0; i < f->npend; i++)
+        f->mark[f->pend[i]] = 0;
+    f->npend = 0;
     if (f->kind == FEED_SEATS)
         engine_showtime_watch(sh->e, f->showtime_id, false); /* false once deleted: fine */
+    x->nfeeds--;
+    atomic_store(&sh->m.sse_feeds, x->nfeeds);
+}
+
+static void feed_destroy(sse_feed *f)
+{
+    NET_ASSERT(f->watchers == NULL);
     while (f->rcount > 0)
         feed_ring_drop_oldest(f);
     free(f->mark);
     free(f->pend);
     free(f);
-    x->nfeeds--;
-    atomic_store(&sh->m.sse_feeds, x->nfeeds);
+}
+
+static void feed_free(net_shard *sh, sse_feed *f)
+{
+    feed_unlink(sh, f);
+    feed_destroy(f);
+}
+
+static void feed_end_all(net_shard *sh, sse_feed *f, const char *reason, const char *detail);
+
+/* The showtime of a seat feed left the engine: its watchers get a final
+ * event; the feed leaves the hash at once (a new one may start for the
+ * same id) and is freed when its last watcher has closed. */
+static void feed_retire(net_shard *sh, sse_feed *f, const char *reason, const char *detail)
+{
+    feed_unlink(sh, f);
+    f->retired = true;
+    f->end_reason = reason;
+    f->end_detail = detail;
+    feed_end_all(sh, f, reason, detail);
+    if (f->watchers == NULL)
+        feed_destroy(f);
 }
 
 /* ---- Streams ----------------------------------------------------------------------------------
@@ -562,6 +601,8 @@ static void st_closed(net_stream *st)
         w->next->prev = w->prev;
     if (--f->nwatchers == 0)
         f->idle_since_ms = sse_now(sh);
+    if (f->retired && f->watchers == NULL)
+        feed_destroy(f);
     atomic_fetch_sub(&sh->m.sse_streams, 1);
     free(w->held);
     free(w);
@@ -623,8 +664,9 @@ static int resume_from(net_request *r, uint64_t *out)
     if (h[0] == '\0')
         return net__query_u64(r, "last_event_id", 1, UINT64_MAX, out);
     char *end = NULL;
+    errno = 0;
     unsigned long long v = strtoull(h, &end, 10);
-    if (h[0] < '0' || h[0] > '9' || end == NULL || *end != '\0' || v == 0) {
+    if (h[0] < '0' || h[0] > '9' || end == NULL || *end != '\0' || errno == ERANGE || v == 0) {
         net__problem(r, 400, "invalid-field", "Invalid field",
                      "Last-Event-ID must be an event id this stream sent (a positive integer)",
                      "Last-Event-ID", NULL, NULL);
@@ -846,7 +888,7 @@ void net__sse_tick(net_shard *sh, int64_t now_ms)
             }
             bool gone = !engine_showtime_get(sh->e, f->showtime_id, NULL, NULL, NULL);
             if (gone && f->kind == FEED_SEATS) {
-                feed_end_all(sh, f, "showtime-deleted", "the showtime was deleted");
+                feed_retire(sh, f, "showtime-deleted", "the showtime was deleted");
                 continue;
             }
             for (sse_watcher *w = f->watchers, *next; w != NULL; w = next) {
@@ -870,6 +912,20 @@ void net__sse_tick(net_shard *sh, int64_t now_ms)
             }
         }
     }
+}
+
+void net__sse_showtime_gone(net_shard *sh, uint64_t id, bool deleted)
+{
+    if (sh->sse == NULL)
+        return;
+    sse_feed *f = feed_find(sh->sse, id, FEED_SEATS);
+    if (f == NULL)
+        return;
+    if (deleted)
+        feed_retire(sh, f, "showtime-deleted", "the showtime was deleted");
+    else
+        feed_retire(sh, f, "showtime-changed",
+                    "the showtime's screen or start changed: reconnect for a fresh snapshot");
 }
 
 void net__sse_stop(net_shard *sh)

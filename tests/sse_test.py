@@ -44,10 +44,13 @@ usher_showtimes gauge), then checks:
      and usherd exits 0.
   Also: an idle stream gets `: keep-alive` comments (every 15 s).
 
-With SSE_TEST_KNOWN_BUGS=1 it then checks two server bugs found while writing
-it (see test_known_bugs); they fail until net/sse.c is fixed.
+  8. showtime changes: a PATCH of start_time (which re-creates the showtime)
+     ends its streams (`end`, showtime-changed) and a reconnect gets a
+     snapshot and the changes after it; a seat change and the showtime's
+     deletion in one loop turn end its streams (`end`, showtime-deleted)
+     and usherd lives on.
 
-Environment: USHERD (binary), SSE_TEST_KNOWN_BUGS (optional).
+Environment: USHERD (binary).
 """
 import http.client
 import json
@@ -1306,28 +1309,34 @@ def test_sigterm(u, seat_shows, queue_show):
     log(f"   ok: {len(ws)} streams ended (shutdown), exit 0")
 
 
-def test_known_bugs(admin, u, patched, deleted):
-    """Server bugs found while writing this test (net/sse.c), checked only with
-    SSE_TEST_KNOWN_BUGS=1 until they are fixed."""
-    log("known bugs")
-    # A. PATCH start_time re-creates the engine showtime without its watch:
-    # its streams (and new ones) never get another event.
+def test_showtime_changes(admin, u, patched, deleted):
+    """A showtime re-created (screen or start changed) or deleted in the same
+    loop turn as a seat change (two bugs this test found in net/sse.c)."""
+    log("showtime changes")
+    # A. PATCH start_time re-creates the engine showtime: its streams end
+    # (showtime-changed); a reconnect gets a snapshot and then the changes.
     w = watch(f"/api/seats/{patched}/events")
     w.wait(lambda s: len(s.events) >= 1, 10, "the snapshot")
+    snap_id = w.events[0].id
     call("PATCH", f"/api/showtimes/{patched}", {"start_time": iso(time.time() + 40 * 86400)},
          admin, 200)
+    w.wait(lambda s: s.done and s.eof, 10, "the stream to end after the showtime changed")
+    check(w.events[-1].event == "end" and w.events[-1].json()["reason"] == "showtime-changed",
+          f"after PATCH start_time: {w.events[-2:]}")
+    w.close()
+    w = watch(f"/api/seats/{patched}/events", headers={"Last-Event-ID": str(snap_id)})
+    w.wait(lambda s: len(s.events) >= 1, 10, "the snapshot after the change")
+    check(w.events[0].event == "snapshot", f"a reconnect after the change: {w.events[:1]}")
     _, h = call("POST", "/api/bookings/reserve", {"showtime_id": patched, "seats": ["A1"]}, u[0], 201)
-    end = time.time() + 3
-    with COND:
-        while time.time() < end and len(w.events) < 2:
-            COND.wait(0.2)
-    check(len(w.events) >= 2, f"after PATCH start_time of showtime {patched}, a reserve of A1 "
-          f"(GET says {seat_map(get_seats(patched))['A1']}) never reached its stream")
+    w.wait(lambda s: len(s.events) >= 2, 10, "the reserve's event after the change")
+    check(w.events[1].event == "seats" and
+          w.events[1].json()["seats"] == [{"label": "A1", "state": "held"}],
+          f"the reserve after the change: {w.events[1:]}")
     call("DELETE", f"/api/holds/{h['hold_id']}", token=u[0], expect=204)
     w.close()
     # B. A seat change and the showtime's deletion in one loop turn (pipelined
-    # here; an expiry sweep and a DELETE can meet the same way): feed_stamp's
-    # NET_ASSERT(engine_showtime_get) aborts usherd.
+    # here; an expiry sweep and a DELETE can meet the same way) used to trip
+    # feed_stamp's assertion and abort usherd.
     w = watch(f"/api/seats/{deleted}/events")
     w.wait(lambda s: len(s.events) >= 1, 10, "the snapshot")
     _, h = call("POST", "/api/bookings/reserve", {"showtime_id": deleted, "seats": ["A1"]}, u[0], 201)
@@ -1343,11 +1352,14 @@ def test_known_bugs(admin, u, patched, deleted):
           "seat change of its watched feed")
     st1, _, _, rest = read_response(sock, b"")
     st2, _, _, _ = read_response(sock, rest)
+    sock.close()
     check((st1, st2) == (204, 204), f"release + delete: {st1} {st2}")
     w.wait(lambda s: s.done and s.eof, 10, "the deleted showtime's stream to end")
     check(w.events[-1].event == "end" and w.events[-1].json()["reason"] == "showtime-deleted",
           f"deleted showtime's stream: {w.events[-2:]}")
-    log("   ok: known bugs fixed")
+    w.close()
+    log("   ok: a changed showtime ends its streams (showtime-changed), a reconnect follows it; "
+        "a delete in a change's turn ends them (showtime-deleted)")
 
 
 def main():
@@ -1386,15 +1398,8 @@ def main():
     log("   ok: an idle stream got a keep-alive comment")
     test_crash(admin, u, s1[2], 1)
     test_queue(admin, u, s0[2], s1[3], s0[3])
+    test_showtime_changes(admin, u, s1[4], s1[5])
     test_sigterm(u, [s0[0], s1[0]], s0[3])
-    if os.environ.get("SSE_TEST_KNOWN_BUGS") == "1":
-        SRV.start()
-        API.close()
-        test_known_bugs(admin, u, s1[4], s1[5])
-        SRV.proc.send_signal(signal.SIGTERM)
-        SRV.proc.wait(60)
-    else:
-        log("skipped: known server bugs (SSE_TEST_KNOWN_BUGS=1 checks them)")
     log(f"ok ({time.time() - T0:.1f} s)")
     POLLER.stop = True
     cleanup()
