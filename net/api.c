@@ -384,6 +384,8 @@ static const char *const rate_what[NET_RL_COUNT] = {
     [NET_RL_RESERVE_IP] = "reservations from this address",
     [NET_RL_CONFIRM_USER] = "confirmations by this user",
     [NET_RL_CONFIRM_IP] = "confirmations from this address",
+    [NET_RL_ONSALE_USER] = "waiting-list and queue joins and leaves by this user",
+    [NET_RL_ONSALE_IP] = "waiting-list and queue joins and leaves from this address",
 };
 
 static void rate_headers_set(net_request *r, int limit, uint32_t remaining, uint64_t wait_ms)
@@ -3227,6 +3229,18 @@ static void run_waitlist(net_shard *sh, net_job *j)
     job_done(sh, j, (uint64_t)lsn, false);
 }
 
+/* Joins and leaves of a waiting list or a queue take a place in a line for
+ * good (a queue's places are not reused): rate limited like reserve. */
+static void send_onsale_change(net_request *r, net_job_fn run)
+{
+    uint64_t user = r->job.user_id;
+    if (r->method != HTTP_GET &&
+        rate_refused(r, NET_RL_ONSALE_USER, &user, sizeof(user), NET_RL_ONSALE_IP))
+        return;
+    if (!send_job(r, shard_of_showtime(r, r->job.id), run) && r->method != HTTP_GET)
+        rate_undo(r, NET_RL_ONSALE_USER, &user, sizeof(user), NET_RL_ONSALE_IP);
+}
+
 static void h_waitlist(net_request *r)
 {
     if (r->method == HTTP_POST) {
@@ -3252,7 +3266,7 @@ static void h_waitlist(net_request *r)
             return;
         }
     }
-    send_job(r, shard_of_showtime(r, r->job.id), run_waitlist);
+    send_onsale_change(r, run_waitlist);
 }
 
 static json_t *queue_json(net_shard *sh, uint64_t showtime, const engine_queue_info *q)
@@ -3445,7 +3459,7 @@ static void run_queue_me(net_shard *sh, net_job *j)
 
 static void h_queue_me(net_request *r)
 {
-    send_job(r, shard_of_showtime(r, r->job.id), run_queue_me);
+    send_onsale_change(r, run_queue_me);
 }
 
 static void h_my_holds(net_request *r)

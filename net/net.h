@@ -33,8 +33,9 @@ enum {
 /** Describes a net error (or -errno). Never NULL. */
 const char *net_strerror(int err);
 
-/* Rate limits (docs/api.md, "Rate limits"): token buckets on login, reserve
- * and confirm, per user (per email tried, for login) and per client IP. */
+/* Rate limits (docs/api.md, "Rate limits"): token buckets on login, reserve,
+ * confirm and on-sale lines (waiting lists, queues), per user (per email tried, for login) and per
+ * client IP. */
 enum {
     NET_RL_LOGIN_IP,     /* "login-ip" */
     NET_RL_LOGIN_EMAIL,  /* "login-email": the email tried, lowercased */
@@ -42,6 +43,8 @@ enum {
     NET_RL_RESERVE_IP,   /* "reserve-ip" */
     NET_RL_CONFIRM_USER, /* "confirm-user" */
     NET_RL_CONFIRM_IP,   /* "confirm-ip" */
+    NET_RL_ONSALE_USER,  /* "onsale-user": waiting-list and queue joins and leaves */
+    NET_RL_ONSALE_IP,    /* "onsale-ip" */
     NET_RL_COUNT
 };
 

@@ -80,7 +80,8 @@ void net_log(const char *level, const char *msg)
 }
 
 static const char *const rate_limit_names[NET_RL_COUNT] = {
-    "login-ip", "login-email", "reserve-user", "reserve-ip", "confirm-user", "confirm-ip"};
+    "login-ip",     "login-email", "reserve-user", "reserve-ip",
+    "confirm-user", "confirm-ip",  "onsale-user",  "onsale-ip"};
 
 /* Defaults (docs/api.md, "Rate limits"): logins are slow on purpose
  * (argon2id) and a person types a password a few times a minute; an
@@ -89,6 +90,7 @@ static const net_rate_limit rate_limit_defaults[NET_RL_COUNT] = {
     [NET_RL_LOGIN_IP] = {30, 60},     [NET_RL_LOGIN_EMAIL] = {5, 60},
     [NET_RL_RESERVE_USER] = {20, 10}, [NET_RL_RESERVE_IP] = {200, 10},
     [NET_RL_CONFIRM_USER] = {10, 10}, [NET_RL_CONFIRM_IP] = {100, 10},
+    [NET_RL_ONSALE_USER] = {10, 60},  [NET_RL_ONSALE_IP] = {300, 60},
 };
 
 void net_config_default(net_config *c)
@@ -144,7 +146,8 @@ static int rate_limit_item(net_rate_limit *out, const char *item, size_t len, ch
     if (limit < 0) {
         snprintf(err, err_cap,
                  "'%s' is not off, defaults or NAME=COUNT/SECONDS with NAME one of login-ip, "
-                 "login-email, reserve-user, reserve-ip, confirm-user, confirm-ip",
+                 "login-email, reserve-user, reserve-ip, confirm-user, confirm-ip, onsale-user, "
+                 "onsale-ip",
                  buf);
         return NET_ECONFIG;
     }

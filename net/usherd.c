@@ -69,6 +69,8 @@ static const char *usage_text2 =
     "                              login-ip 30/60      login-email 5/60 (the email tried)\n"
     "                              reserve-user 20/10  reserve-ip 200/10\n"
     "                              confirm-user 10/10  confirm-ip 100/10\n"
+    "                              onsale-user 10/60   onsale-ip 300/60 (waiting-list\n"
+    "                              and queue joins and leaves)\n"
     "                            (-ip limits: by client address; behind a proxy every\n"
     "                            client shares one, so turn them off there)\n"
     "  --rate-limit-keys N       USHER_RATE_LIMIT_KEYS  rate-limit entries kept (1048576);\n"

@@ -71,6 +71,8 @@ static h_reply *login(const char *email, const char *password)
 
 /* An administrator (usherd --create-admin before the start), then the
  * server with `args`, and a showtime of 3 rows of 10 silver seats. */
+static char g_admin[1200]; /* the admin's token, once start_with_showtime ran */
+
 static uint64_t start_with_showtime(const char *const *args)
 {
     const char *env[] = {"USHER_JWT_SECRET=" SECRET, "USHER_ADMIN_PASSWORD=" ADMIN_PASSWORD, NULL};
@@ -81,8 +83,8 @@ static uint64_t start_with_showtime(const char *const *args)
     start(args);
     h_reply *r = login(ADMIN_EMAIL, ADMIN_PASSWORD);
     h_assert_status(r, 200, "admin login");
-    char admin[1200];
-    snprintf(admin, sizeof(admin), "%s", h_jstr(r->json, "token"));
+    char *admin = g_admin;
+    snprintf(g_admin, sizeof(g_admin), "%s", h_jstr(r->json, "token"));
     r = h_api("POST", "/api/theaters", admin, "{s:s, s:s}", "name", "Usher Andheri", "city",
               "Mumbai");
     h_assert_status(r, 201, "theater");
@@ -317,6 +319,36 @@ Test(ratelimit_api, refused_confirm_leaves_the_hold)
     h_assert_status(h_api("GET", path, u.token, NULL), 200, "the hold is still live");
     cr_assert_str_eq(seat_state(show, "A2"), "held");
     cr_assert_str_eq(seat_state(show, "A1"), "sold");
+    h_done();
+}
+
+Test(ratelimit_api, onsale_lines_are_limited_per_user)
+{
+    uint64_t show = start_with_showtime(ARGS("--rate-limit", "onsale-user=3/60"));
+    char path[96];
+    snprintf(path, sizeof(path), "/api/showtimes/%" PRIu64 "/queue", show);
+    h_reply *r = h_api("PUT", path, g_admin, "{s:i}", "rate_per_second", 5);
+    h_assert_status(r, 200, "queue on");
+    user a = user_register("a@example.com"), b = user_register("b@example.com");
+    char join[96], me[96];
+    snprintf(join, sizeof(join), "/api/showtimes/%" PRIu64 "/queue/join", show);
+    snprintf(me, sizeof(me), "/api/showtimes/%" PRIu64 "/queue/me", show);
+    /* Join, leave, join: three places taken; the fourth change is refused. */
+    h_assert_status(h_api("POST", join, a.token, NULL), 201, "join");
+    h_assert_status(h_api("DELETE", me, a.token, NULL), 204, "leave");
+    r = h_api("POST", join, a.token, NULL);
+    h_assert_status(r, 201, "join again");
+    assert_rate_headers(r, "onsale-user", 3, 60, 0, 19, 20);
+    /* Reading one's place is not limited. */
+    h_assert_status(h_api("GET", me, a.token, NULL), 200, "queue/me");
+    assert_limited(h_api("DELETE", me, a.token, NULL), "onsale-user", 3, 60, 18, 20);
+    r = h_api("GET", me, a.token, NULL);
+    h_assert_status(r, 200, "still in line after the refused leave");
+    /* The same limit covers waiting lists; another user is not limited. */
+    snprintf(path, sizeof(path), "/api/showtimes/%" PRIu64 "/waitlist", show);
+    assert_limited(h_api("POST", path, a.token, "{s:i}", "count", 1), "onsale-user", 3, 60, 18, 20);
+    h_assert_status(h_api("POST", join, b.token, NULL), 201, "b joins");
+    cr_assert_eq(metric("usher_rate_limited_total{limit=\"onsale-user\"} "), 2);
     h_done();
 }
 
