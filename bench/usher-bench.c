@@ -9,6 +9,8 @@
  * against the seat maps and bookings the server reports. `usher-bench --help`
  * documents the flags, the scenarios and the output.
  */
+#define _DEFAULT_SOURCE /* timegm (glibc; also in POSIX 2024) */
+
 #include "audit.h"
 #include "batch.h"
 #include "client.h"
@@ -1397,36 +1399,19 @@ static bool scan_str(const char *body, const char *key, char *out, size_t len)
     return true;
 }
 
-/* Days since 1970-01-01 of a civil date (H. Hinnant's algorithm). */
-static int64_t days_from_civil(int64_t y, int64_t m, int64_t d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
 /* "2026-11-21T13:02:35.000Z" (the server's times; the fraction is optional) -> ms since
  * the epoch. */
 static bool parse_utc_ms(const char *s, int64_t *ms)
 {
-    static const char shape[] = "dddd-dd-ddTdd:dd:dd";
-    int64_t f[6] = {0}, frac = 0;
-    int k = 0;
-    for (int i = 0; shape[i] != '\0'; i++) {
-        if (shape[i] != 'd') {
-            if (s[i] != shape[i])
-                return false;
-            k++;
-        } else if (s[i] >= '0' && s[i] <= '9') {
-            f[k] = f[k] * 10 + (s[i] - '0');
-        } else {
-            return false;
-        }
-    }
-    const char *p = s + sizeof(shape) - 1;
+    struct tm tm;
+    memset(&tm, 0, sizeof(tm));
+    int n = 0;
+    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+               &tm.tm_min, &tm.tm_sec, &n) != 6 ||
+        n != 19 || tm.tm_mon < 1 || tm.tm_mon > 12)
+        return false;
+    const char *p = s + n;
+    int64_t frac = 0;
     if (*p == '.') {
         int64_t scale = 1000;
         for (p++; *p >= '0' && *p <= '9'; p++)
@@ -1435,10 +1420,14 @@ static bool parse_utc_ms(const char *s, int64_t *ms)
                 frac += (*p - '0') * scale;
             }
     }
-    if (*p != 'Z' || f[1] < 1 || f[1] > 12)
+    if (*p != 'Z')
         return false;
-    *ms = ((days_from_civil(f[0], f[1], f[2]) * 24 + f[3]) * 60 + f[4]) * INT64_C(60000) +
-          f[5] * 1000 + frac;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    time_t t = timegm(&tm);
+    if (t == (time_t)-1)
+        return false;
+    *ms = (int64_t)t * 1000 + frac;
     return true;
 }
 
