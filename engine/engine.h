@@ -700,6 +700,15 @@ engine_queue_user engine_queue_user_get(const engine *e, uint64_t showtime_id, u
 /** Bytes a showtime's queue uses (capacity planning, the memory report). */
 size_t engine_queue_bytes(const engine *e, uint64_t showtime_id);
 
+/** On-sale state summed over every showtime (metrics). O(showtimes). */
+typedef struct engine_onsale_totals {
+    uint64_t waiters;        /* users on waiting lists */
+    uint32_t queues;         /* showtimes with a virtual queue */
+    uint64_t queue_waiting;  /* users in those queues' lines (prequeue included) */
+    uint64_t queue_admitted; /* users those queues admitted so far */
+} engine_onsale_totals;
+void engine_onsale_totals_get(const engine *e, engine_onsale_totals *out);
+
 /* ---- On-sale steps --------------------------------------------------------------- */
 
 /**

@@ -639,6 +639,22 @@ bool engine_queue_get(const engine *e, uint64_t showtime_id, engine_queue_info *
     return true;
 }
 
+void engine_onsale_totals_get(const engine *e, engine_onsale_totals *out)
+{
+    memset(out, 0, sizeof(*out));
+    for (uint32_t i = 0; i < e->cfg.showtimes_max; i++) {
+        const showtime *st = &e->showtimes[i];
+        if (!st->used || st->os == NULL)
+            continue;
+        out->waiters += st->os->wn;
+        if (st->os->q != NULL) {
+            out->queues++;
+            out->queue_waiting += st->os->q->waiting;
+            out->queue_admitted += st->os->q->admitted;
+        }
+    }
+}
+
 engine_queue_user engine_queue_user_get(const engine *e, uint64_t showtime_id, uint64_t user_id,
                                         int64_t now_ms)
 {

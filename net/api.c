@@ -3043,8 +3043,10 @@ void net__onsale_steps(net_shard *sh, int64_t now)
             sh->onsale_seeded = false;
         if (net__journal(sh, &rec) < 0)
             return; /* the shard fail-stops (server.c) */
-        if (rec.type == ENGINE_REC_WAITLIST_OFFER)
+        if (rec.type == ENGINE_REC_WAITLIST_OFFER) {
             atomic_fetch_add(&sh->m.holds, 1);
+            atomic_fetch_add(&sh->m.offers, 1);
+        }
     }
 }
 

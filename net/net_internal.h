@@ -277,6 +277,8 @@ typedef struct net_metrics {
     _Atomic uint64_t holds, confirms, cancels, expiries, releases;
     _Atomic uint64_t forwarded, forward_refused, backlog_refused;
     _Atomic uint64_t seats_held, seats_sold, showtimes; /* gauges, refreshed each tick */
+    _Atomic uint64_t waiters, queues, queue_waiting, queue_admitted; /* ... and these */
+    _Atomic uint64_t offers;                                         /* waiting-list offers made */
     _Atomic uint64_t catalog_applied_lsn;
     _Atomic uint64_t route_status[NET_ROUTE_SLOTS][6]; /* by route id (last: other), class */
     /* WAL writer statistics, copied each tick (the writer's are loop-thread only). */

@@ -422,6 +422,12 @@ static void on_tick(uv_timer_t *t)
     atomic_store(&sh->m.seats_held, held);
     atomic_store(&sh->m.seats_sold, sold);
     atomic_store(&sh->m.showtimes, shows);
+    engine_onsale_totals ot;
+    engine_onsale_totals_get(sh->e, &ot);
+    atomic_store(&sh->m.waiters, ot.waiters);
+    atomic_store(&sh->m.queues, ot.queues);
+    atomic_store(&sh->m.queue_waiting, ot.queue_waiting);
+    atomic_store(&sh->m.queue_admitted, ot.queue_admitted);
     atomic_store(&sh->m.waitq_len, sh->waitq_len);
     wal_stats ws;
     wal_writer_stats(sh->wal, &ws);
@@ -938,6 +944,14 @@ static const struct shard_series {
      offsetof(net_shard, m.repl_events)},
     {"usher_replication_bytes_total", "counter", "Event bytes sent on replication streams.",
      offsetof(net_shard, m.repl_bytes)},
+    {"usher_waitlist_waiters", "gauge", "Users on waiting lists.", offsetof(net_shard, m.waiters)},
+    {"usher_waitlist_offers_total", "counter", "Waiting-list offers made (holds for a waiter).",
+     offsetof(net_shard, m.offers)},
+    {"usher_queues", "gauge", "Showtimes with a virtual queue.", offsetof(net_shard, m.queues)},
+    {"usher_queue_waiting", "gauge", "Users in virtual queue lines (prequeue included).",
+     offsetof(net_shard, m.queue_waiting)},
+    {"usher_queue_admitted", "gauge", "Users admitted so far by the virtual queues that exist.",
+     offsetof(net_shard, m.queue_admitted)},
     {"usher_sse_streams", "gauge", "Open event streams (seat maps and queue places).",
      offsetof(net_shard, m.sse_streams)},
     {"usher_sse_feeds", "gauge", "Watched showtimes and queues (with or without watchers).",

@@ -557,6 +557,10 @@ Test(onsale, waitlist_against_a_model, .timeout = 120)
                              "seed %" PRIu64 ": waiter %" PRIu64 " fits but got nothing", seed,
                              model[i].user);
             cr_assert_eq(engine_waitlist_length(f.e, SHOW), nm);
+            engine_onsale_totals tot;
+            engine_onsale_totals_get(f.e, &tot);
+            cr_assert_eq(tot.waiters, nm, "totals count the waiting list");
+            cr_assert_eq(tot.queues, 0);
             for (uint32_t i = 0; i < nm; i++) {
                 engine_waiter_info wi;
                 cr_assert(engine_waitlist_get(f.e, SHOW, model[i].user, &wi));
@@ -754,6 +758,7 @@ Test(onsale, queue_against_a_model, .timeout = 120)
         uint64_t line[4 * USERS];
         uint32_t nl = 0;
         uint8_t admitted[USERS + 1] = {0};
+        uint64_t admissions = 0; /* users admitted so far */
         bool started = false;
         for (int step = 0; step < 600; step++) {
             f.now += (int64_t)(rnd(&f) % 300);
@@ -817,12 +822,19 @@ Test(onsale, queue_against_a_model, .timeout = 120)
                     cr_assert_gt(k, 0, "seed %" PRIu64 ": admission admitted nobody", seed);
                     for (uint32_t j = 0; j < k; j++)
                         admitted[line[j]] = 1;
+                    admissions += k;
                     memmove(line, line + k, (nl - k) * sizeof(line[0]));
                     nl -= k;
                 }
                 break;
             }
             }
+            engine_onsale_totals tot;
+            engine_onsale_totals_get(f.e, &tot);
+            cr_assert_eq(tot.queues, 1);
+            cr_assert_eq(tot.queue_waiting, nl, "seed %" PRIu64 ": totals count the line", seed);
+            cr_assert_eq(tot.queue_admitted, admissions,
+                         "seed %" PRIu64 ": totals count every admission", seed);
             if (!started)
                 continue;
             for (uint32_t j = 0; j < nl; j++) {
