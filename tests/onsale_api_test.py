@@ -21,134 +21,37 @@ showtime, then checks:
 
 Environment: USHERD (binary).
 """
-import http.client
-import json
 import os
-import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import usherlib  # noqa: E402
+from usherlib import iso  # noqa: E402
 
 USHERD = os.environ["USHERD"]
 ADMIN_EMAIL, ADMIN_PW = "admin@onsale.test", "onsale-test-admin-pw"
-tmp = tempfile.mkdtemp(prefix="usher-onsale-test-")
-procs = []
+H = usherlib.Harness("usher-onsale-test-")
+log, fail, check, cleanup = H.log, H.fail, H.check, H.cleanup
 
 
-def log(msg):
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+class Usherd(usherlib.Usherd):
+    """2 shards, 10 s holds, 5 s offers, on a free port."""
 
-
-def fail(msg, *files):
-    import traceback
-    print("FAIL: " + msg + "\n" + "".join(traceback.format_stack(limit=4)[:-1]), flush=True)
-    for f in files:
-        try:
-            with open(f) as fh:
-                print(f"--- {f} (last 3000 bytes)\n{fh.read()[-3000:]}")
-        except OSError:
-            pass
-    cleanup()
-    sys.exit(1)
-
-
-def check(cond, msg, *files):
-    if not cond:
-        fail(msg, *files)
-
-
-def cleanup():
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-    shutil.rmtree(tmp, ignore_errors=True)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-class Usherd:
     def __init__(self):
-        self.data = os.path.join(tmp, "data")
-        self.port = free_port()
-        self.n = 0
-        env = dict(os.environ, USHER_ADMIN_PASSWORD=ADMIN_PW)
-        r = subprocess.run([USHERD, "--create-admin", ADMIN_EMAIL, "--data-dir", self.data,
-                            "--shards", "2", "--password-cost", "min"], env=env,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        check(r.returncode == 0, f"usherd --create-admin: {r.stdout}")
-
-    def start(self):
-        self.n += 1
-        self.out = os.path.join(tmp, f"usherd.{self.n}.out")
-        self.err = os.path.join(tmp, f"usherd.{self.n}.err")
-        self.proc = subprocess.Popen(
-            [USHERD, "--listen", f"127.0.0.1:{self.port}", "--data-dir", self.data, "--shards",
-             "2", "--password-cost", "min", "--hold-ttl", "10", "--offer-ttl", "5",
-             "--admission-window", "60", "--rate-limit", "off"],
-            stdout=open(self.out, "w"), stderr=open(self.err, "w"))
-        procs.append(self.proc)
-        for _ in range(600):
-            with open(self.out) as f:
-                if "listening on" in f.read():
-                    return
-            check(self.proc.poll() is None, "usherd exited at start", self.err)
-            time.sleep(0.05)
-        fail("usherd did not start", self.err)
-
-    def kill9(self):
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(60)
-        check(self.proc.returncode == 0, f"usherd exited {self.proc.returncode}", self.err)
+        super().__init__(
+            H, USHERD, os.path.join(H.tmp, "data"), ADMIN_EMAIL, ADMIN_PW,
+            ["--shards", "2", "--password-cost", "min", "--hold-ttl", "10", "--offer-ttl", "5",
+             "--admission-window", "60", "--rate-limit", "off"], port=usherlib.free_port())
 
 
 SRV = None
-
-
-def call(method, path, body=None, token=None, expect=None, headers=None):
-    c = http.client.HTTPConnection("127.0.0.1", SRV.port, timeout=30)
-    h = dict(headers or {})
-    if body is not None:
-        h["Content-Type"] = "application/json"
-    if token:
-        h["Authorization"] = "Bearer " + token
-    c.request(method, path, json.dumps(body) if body is not None else None, h)
-    r = c.getresponse()
-    data = r.read()
-    c.close()
-    obj = json.loads(data) if data else None
-    if expect is not None and r.status != expect:
-        fail(f"{method} {path}: {r.status} {data[:400]!r}, expected {expect}", SRV.err)
-    return r.status, obj
-
-
-def login(email, pw):
-    return call("POST", "/api/auth/login", {"email": email, "password": pw}, expect=200)[1]["token"]
+API = usherlib.Api(H, lambda: SRV.port, files=lambda: (SRV.err,))
+call, login = API.call, API.login
 
 
 def user(i):
-    email = f"u{i}@onsale.test"
-    st, _ = call("POST", "/api/auth/register",
-                 {"email": email, "password": "user-password-123", "name": f"User {i}"})
-    check(st in (201, 409), f"register {email}: {st}")
-    return login(email, "user-password-123")
-
-
-def iso(t):
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+    return API.user(f"u{i}@onsale.test", f"User {i}")
 
 
 def setup_catalog(admin):
@@ -173,13 +76,7 @@ def my_holds(tok):
 
 
 def wait_for(pred, what, timeout=20):
-    end = time.time() + timeout
-    while time.time() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)
-    fail(f"timed out waiting for {what}", SRV.err)
+    return H.wait_for(pred, what, timeout, poll=0.1, files=(SRV.err,))
 
 
 def phase_waitlist(admin, show, u):
@@ -394,18 +291,10 @@ def main():
     o = wait_for(lambda: my_holds(u[10]), "the offer to u10 after the restart")
     check(o[0]["seats"] == ["A1"] and o[0]["amount"] == 12000, f"offer after restart: {o}")
     check(my_holds(u[11]) == [], "u11 is second")
-    SRV.stop()
+    SRV.stop(fail_on_hang=False)
     log("ok")
     cleanup()
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except SystemExit:
-        raise
-    except BaseException:
-        import traceback
-        traceback.print_exc()
-        cleanup()
-        sys.exit(1)
+    H.run(main)

@@ -37,8 +37,11 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import usherlib  # noqa: E402
+from usherlib import free_port  # noqa: E402
 
 USHERD = os.environ["USHERD"]
 PGEXPORT = os.environ["PGEXPORT"]
@@ -49,30 +52,29 @@ ADMIN_EMAIL, ADMIN_PW = "admin@pgexport.test", "pgexport-test-admin-pw"
 
 rng = random.Random(SEED)
 PG = None  # the cluster, stopped at exit
-tmp = tempfile.mkdtemp(prefix="usher-pgexport-test-")
-os.chmod(tmp, 0o755)
-procs = []  # everything we started, stopped at exit
 
 
-def log(msg):
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+class Harness(usherlib.Harness):
+    """fail() names the seed, prints the last 40 lines of each file and raises
+    SystemExit; main's finally stops what was started and keeps the temp dir."""
+
+    def fail(self, msg, *files):
+        print(f"FAIL: {msg} (seed {SEED})", flush=True)
+        for f in files:
+            try:
+                with open(f, errors="replace") as fh:
+                    lines = fh.readlines()
+                print(f"--- last lines of {f}:\n" + "".join(lines[-40:]), flush=True)
+            except OSError:
+                pass
+        raise SystemExit(1)
 
 
-def fail(msg, *files):
-    print(f"FAIL: {msg} (seed {SEED})", flush=True)
-    for f in files:
-        try:
-            with open(f, errors="replace") as fh:
-                lines = fh.readlines()
-            print(f"--- last lines of {f}:\n" + "".join(lines[-40:]), flush=True)
-        except OSError:
-            pass
-    raise SystemExit(1)
-
-
-def check(cond, msg, *files):
-    if not cond:
-        fail(msg, *files)
+H = Harness("usher-pgexport-test-")
+os.chmod(H.tmp, 0o755)
+tmp = H.tmp
+procs = H.procs  # everything we started, stopped at exit
+log, fail, check = H.log, H.fail, H.check
 
 
 # ---- PostgreSQL ---------------------------------------------------------------------
@@ -132,56 +134,22 @@ class Postgres:
 # ---- usherd and the exporter -------------------------------------------------------------
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+class Usherd(usherlib.Usherd):
+    """2 shards, 10 s holds, 4 replication streams; start(extra) replaces the extra
+    flags, which later starts keep."""
 
-
-class Usherd:
     def __init__(self, name, port, extra=()):
-        self.data = os.path.join(tmp, name)
-        self.port = port
+        super().__init__(
+            H, USHERD, os.path.join(tmp, name), ADMIN_EMAIL, ADMIN_PW,
+            ["--shards", "2", "--password-cost", "min", "--hold-ttl", "10",
+             "--replication-streams", "4", "--rate-limit", "off"],
+            port=port, env={"USHER_REPLICATION_TOKEN": REPL_TOKEN})
         self.extra = list(extra)
-        self.n = 0
-        self.proc = None
-        env = dict(os.environ, USHER_ADMIN_PASSWORD=ADMIN_PW)
-        r = subprocess.run([USHERD, "--create-admin", ADMIN_EMAIL, "--data-dir", self.data,
-                            "--shards", "2", "--password-cost", "min"], env=env,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        check(r.returncode == 0, f"usherd --create-admin: {r.stdout}")
 
     def start(self, extra=None):
         if extra is not None:
             self.extra = list(extra)
-        self.n += 1
-        self.out = os.path.join(tmp, f"usherd.{self.n}.out")
-        self.err = os.path.join(tmp, f"usherd.{self.n}.err")
-        env = dict(os.environ, USHER_REPLICATION_TOKEN=REPL_TOKEN)
-        self.proc = subprocess.Popen(
-            [USHERD, "--listen", f"127.0.0.1:{self.port}", "--data-dir", self.data, "--shards",
-             "2", "--password-cost", "min", "--hold-ttl", "10", "--replication-streams", "4",
-             "--rate-limit", "off"]
-            + self.extra, env=env, stdout=open(self.out, "w"), stderr=open(self.err, "w"))
-        procs.append(self.proc)
-        for _ in range(600):
-            with open(self.out) as f:
-                if "listening on" in f.read():
-                    return
-            check(self.proc.poll() is None, "usherd exited at start", self.err)
-            time.sleep(0.05)
-        fail("usherd did not start", self.err)
-
-    def stop(self, sig=signal.SIGTERM):
-        self.proc.send_signal(sig)
-        try:
-            self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            fail("usherd did not stop on SIGTERM", self.err)
-        if sig == signal.SIGTERM:
-            check(self.proc.returncode == 0, f"usherd exited {self.proc.returncode}", self.err)
+        super().start(self.extra)
 
 
 class Exporter:
@@ -215,25 +183,11 @@ class Exporter:
 
 
 def call(port, method, path, body=None, token=None, expect=None):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    headers = {}
-    if body is not None:
-        headers["Content-Type"] = "application/json"
-    if token:
-        headers["Authorization"] = "Bearer " + token
-    c.request(method, path, json.dumps(body) if body is not None else None, headers)
-    r = c.getresponse()
-    data = r.read()
-    c.close()
-    obj = json.loads(data) if data else None
-    if expect is not None and r.status != expect:
-        fail(f"{method} {path}: {r.status} {data[:300]!r}, expected {expect}")
-    return r.status, obj
+    return usherlib.Api(H, port, snippet=300).call(method, path, body, token, expect)
 
 
 def login(port, email, pw):
-    return call(port, "POST", "/api/auth/login", {"email": email, "password": pw},
-                expect=200)[1]["token"]
+    return usherlib.Api(H, port, snippet=300).login(email, pw)
 
 
 def status(port):
@@ -666,10 +620,7 @@ if __name__ == "__main__":
         main()
         ok = True
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+        H.kill_all()
         if PG is not None:
             PG.stop()
         if ok:

@@ -58,97 +58,51 @@ import os
 import re
 import resource
 import selectors
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import usherlib  # noqa: E402
+from usherlib import iso  # noqa: E402
 
 USHERD = os.environ["USHERD"]
 ADMIN_EMAIL, ADMIN_PW = "admin@sse.test", "sse-test-admin-pw"
 HOLD_TTL = 10  # usherd's minimum
 PAIRS = 1400  # reserve/release pairs of 16 seats in the slow-watcher test
 FANOUT = 300
-tmp = tempfile.mkdtemp(prefix="usher-sse-test-")
-procs = []
-T0 = time.time()
 
 
-def log(msg):
-    print(f"[{time.time() - T0:6.1f}s] {msg}", flush=True)
-
-
-def fail(msg, *files):
-    import traceback
-    print("FAIL: " + msg + "\n" + "".join(traceback.format_stack(limit=5)[:-1]), flush=True)
-    files = files or ((SRV.err,) if SRV is not None else ())
-    for f in files:
-        try:
-            with open(f) as fh:
-                print(f"--- {f} (last 3000 bytes)\n{fh.read()[-3000:]}")
-        except OSError:
-            pass
-    cleanup()
-    os._exit(1)  # other threads (the poller) must not keep the process alive
-
-
-def check(cond, msg, *files):
-    if not cond:
-        fail(msg, *files)
-
-
-def cleanup():
+def _stop_poller():
     if POLLER is not None:
         POLLER.stop = True
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-    shutil.rmtree(tmp, ignore_errors=True)
+
+
+# fail() prints usherd's stderr when given no file, and must end the process
+# with os._exit (other threads, the poller, must not keep it alive).
+H = usherlib.Harness("usher-sse-test-", elapsed_log=True, stack=5, hard_exit=True,
+                     default_files=lambda: (SRV.err,) if SRV is not None else (),
+                     on_cleanup=_stop_poller)
+T0 = H.t0
+log, fail, check, cleanup = H.log, H.fail, H.check, H.cleanup
 
 
 # ---- usherd ---------------------------------------------------------------------------------
 
 
-class Usherd:
+class Usherd(usherlib.Usherd):
+    """2 shards, the minimum hold TTL, 16 seats a hold; the first start picks a free
+    port, restarts keep it."""
+
     def __init__(self):
-        self.data = os.path.join(tmp, "data")
-        self.n = 0
-        self.port = None
-        env = dict(os.environ, USHER_ADMIN_PASSWORD=ADMIN_PW)
-        r = subprocess.run([USHERD, "--create-admin", ADMIN_EMAIL, "--data-dir", self.data,
-                            "--shards", "2", "--password-cost", "min"], env=env,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        check(r.returncode == 0, f"usherd --create-admin: {r.stdout}")
-
-    def start(self):
-        self.n += 1
-        self.out = os.path.join(tmp, f"usherd.{self.n}.out")
-        self.err = os.path.join(tmp, f"usherd.{self.n}.err")
-        # The first start picks a free port; restarts keep it.
-        listen = f"127.0.0.1:{self.port or 0}"
-        self.proc = subprocess.Popen(
-            [USHERD, "--listen", listen, "--data-dir", self.data, "--shards", "2",
-             "--password-cost", "min", "--hold-ttl", str(HOLD_TTL), "--max-seats-per-hold", "16",
-             "--admission-window", "60", "--rate-limit", "off"],
-            stdout=open(self.out, "w"), stderr=open(self.err, "w"))
-        procs.append(self.proc)
-        for _ in range(1200):
-            with open(self.out) as f:
-                m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", f.read())
-            if m:
-                self.port = int(m.group(1))
-                return
-            check(self.proc.poll() is None, "usherd exited at start", self.err)
-            time.sleep(0.05)
-        fail("usherd did not start", self.err)
-
-    def kill9(self):
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
+        super().__init__(
+            H, USHERD, os.path.join(H.tmp, "data"), ADMIN_EMAIL, ADMIN_PW,
+            ["--shards", "2", "--password-cost", "min", "--hold-ttl", str(HOLD_TTL),
+             "--max-seats-per-hold", "16", "--admission-window", "60", "--rate-limit", "off"],
+            start_polls=1200)
 
 
 SRV = None
@@ -157,49 +111,11 @@ SRV = None
 # ---- HTTP requests ---------------------------------------------------------------------------
 
 
-class Api:
+class Api(usherlib.Api):
     """One keep-alive connection (one per thread)."""
 
     def __init__(self):
-        self.c = None
-
-    def raw(self, method, path, body=None, token=None, headers=None):
-        h = dict(headers or {})
-        if body is not None:
-            h["Content-Type"] = "application/json"
-        if token:
-            h["Authorization"] = "Bearer " + token
-        data = json.dumps(body) if body is not None else None
-        for attempt in range(2):
-            if self.c is None:
-                self.c = http.client.HTTPConnection("127.0.0.1", SRV.port, timeout=30)
-            try:
-                self.c.request(method, path, data, h)
-                r = self.c.getresponse()
-                out = r.read()
-                break
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
-                # A keep-alive connection the server closed (idle, or a restart).
-                self.c.close()
-                self.c = None
-                if attempt:
-                    raise
-        if (r.getheader("Connection") or "").lower() == "close":
-            self.c.close()
-            self.c = None
-        return r, out
-
-    def call(self, method, path, body=None, token=None, expect=None, headers=None):
-        r, data = self.raw(method, path, body, token, headers)
-        obj = json.loads(data) if data else None
-        if expect is not None and r.status != expect:
-            fail(f"{method} {path}: {r.status} {data[:400]!r}, expected {expect}")
-        return r.status, obj
-
-    def close(self):
-        if self.c is not None:
-            self.c.close()
-            self.c = None
+        super().__init__(H, lambda: SRV.port, keepalive=True)
 
 
 API = Api()
@@ -210,19 +126,11 @@ def call(*a, **kw):
 
 
 def login(email, pw):
-    return call("POST", "/api/auth/login", {"email": email, "password": pw}, expect=200)[1]["token"]
+    return API.login(email, pw)
 
 
 def user(i):
-    email = f"u{i}@sse.test"
-    st, _ = call("POST", "/api/auth/register",
-                 {"email": email, "password": "user-password-123", "name": f"User {i}"})
-    check(st in (201, 409), f"register {email}: {st}")
-    return login(email, "user-password-123")
-
-
-def iso(t):
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+    return API.user(f"u{i}@sse.test", f"User {i}")
 
 
 def parse_ms(t):
@@ -252,13 +160,7 @@ def get_seats(show, api=None):
 
 
 def wait_for(pred, what, timeout=20):
-    end = time.time() + timeout
-    while time.time() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    fail(f"timed out waiting for {what}")
+    return H.wait_for(pred, what, timeout, poll=0.05)
 
 
 # ---- Event streams ------------------------------------------------------------------------------
@@ -1406,12 +1308,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except SystemExit:
-        raise
-    except BaseException:
-        import traceback
-        traceback.print_exc()
-        cleanup()
-        sys.exit(1)
+    H.run(main)
