@@ -867,7 +867,6 @@ void net__sse_tick(net_shard *sh, int64_t now_ms)
     net_sse *x = sh->sse;
     if (x == NULL || x->nfeeds == 0)
         return;
-    (void)now_ms;
     int64_t now = sse_now(sh);
     bool queues = now - x->queue_tick_ms >= SSE_QUEUE_TICK_MS;
     bool slow = now - x->slow_tick_ms >= 1000;
@@ -877,7 +876,6 @@ void net__sse_tick(net_shard *sh, int64_t now_ms)
         x->slow_tick_ms = now;
     if (!queues && !slow)
         return;
-    int64_t clock = net__now_ms(sh);
     for (size_t i = 0; i < SSE_BUCKETS; i++) {
         for (sse_feed *f = x->buckets[i], *fnext; f != NULL; f = fnext) {
             fnext = f->hnext;
@@ -894,7 +892,7 @@ void net__sse_tick(net_shard *sh, int64_t now_ms)
             for (sse_watcher *w = f->watchers, *next; w != NULL; w = next) {
                 next = w->next;
                 if (queues && f->kind == FEED_QUEUE) {
-                    queue_look(sh, w, clock, false);
+                    queue_look(sh, w, now_ms, false);
                     watcher_push(sh, w);
                 }
                 if (!slow || w->ending || w->st.conn == NULL)
