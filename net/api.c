@@ -526,6 +526,17 @@ static bool only_fields(net_request *r, json_t *o, const char *const *allowed)
     return true;
 }
 
+/* The request's JSON object body, owned by its job from now on, with no
+ * member outside `allowed`; NULL when it answered 415 or 400. */
+static json_t *body_fields(net_request *r, const char *const *allowed)
+{
+    json_t *b = body_object(r);
+    if (b == NULL)
+        return NULL;
+    r->job.body = b;
+    return only_fields(r, b, allowed) ? b : NULL;
+}
+
 /* A positive integer id member. */
 static bool body_id(net_request *r, json_t *o, const char *name, uint64_t *out)
 {
@@ -896,14 +907,11 @@ static void hash_after(uv_work_t *w, int status)
 
 static void h_register(net_request *r)
 {
-    json_t *b = body_object(r);
-    if (b == NULL)
-        return;
-    r->job.body = b;
     bool admin = r->job.role == AUTH_ROLE_ADMIN;
     static const char *const fields[] = {"email", "password", "name", NULL};
     static const char *const admin_fields[] = {"email", "password", "name", "role", NULL};
-    if (!only_fields(r, b, admin ? admin_fields : fields))
+    json_t *b = body_fields(r, admin ? admin_fields : fields);
+    if (b == NULL)
         return;
     json_t *pw = json_object_get(b, "password");
     if (!json_is_string(pw)) {
@@ -1006,12 +1014,9 @@ static void verify_after(uv_work_t *w, int status)
 
 static void h_login(net_request *r)
 {
-    json_t *b = body_object(r);
-    if (b == NULL)
-        return;
-    r->job.body = b;
     static const char *const fields[] = {"email", "password", NULL};
-    if (!only_fields(r, b, fields))
+    json_t *b = body_fields(r, fields);
+    if (b == NULL)
         return;
     json_t *email = json_object_get(b, "email"), *pw = json_object_get(b, "password");
     if (!json_is_string(email) || json_string_length(email) > 254) {
@@ -2621,13 +2626,10 @@ static bool send_idempotent(net_request *r, uint32_t owner, net_job_fn run)
  * its field and reason. False when it answered one. */
 static bool reserve_body_careful(net_request *r, net_reserve_args *a)
 {
-    json_t *b = body_object(r);
-    if (b == NULL)
-        return false;
-    r->job.body = b;
     static const char *const fields[] = {"showtime_id", "seats",      "count",
                                          "category",    "accessible", NULL};
-    if (!only_fields(r, b, fields) || !body_id(r, b, "showtime_id", &a->showtime_id))
+    json_t *b = body_fields(r, fields);
+    if (b == NULL || !body_id(r, b, "showtime_id", &a->showtime_id))
         return false;
     json_t *seats = json_object_get(b, "seats"), *count = json_object_get(b, "count");
     uint32_t max = srv(r)->cfg.engine.max_seats_per_hold;
@@ -2818,12 +2820,9 @@ static void run_confirm(net_shard *sh, net_job *j)
 
 static void h_confirm(net_request *r)
 {
-    json_t *b = body_object(r);
-    if (b == NULL)
-        return;
-    r->job.body = b;
     static const char *const fields[] = {"hold_id", "payment", NULL};
-    if (!only_fields(r, b, fields) || !body_id(r, b, "hold_id", &r->job.id))
+    json_t *b = body_fields(r, fields);
+    if (b == NULL || !body_id(r, b, "hold_id", &r->job.id))
         return;
     json_t *pay = json_object_get(b, "payment");
     if (!json_is_object(pay)) {
@@ -3246,12 +3245,9 @@ static void send_onsale_change(net_request *r, net_job_fn run)
 static void h_waitlist(net_request *r)
 {
     if (r->method == HTTP_POST) {
-        json_t *b = body_object(r);
-        if (b == NULL)
-            return;
-        r->job.body = b;
         static const char *const fields[] = {"count", "category", NULL};
-        if (!only_fields(r, b, fields))
+        json_t *b = body_fields(r, fields);
+        if (b == NULL)
             return;
         json_t *count = json_object_get(b, "count"), *cat = json_object_get(b, "category");
         uint32_t max = srv(r)->cfg.engine.max_seats_per_hold;
@@ -3342,12 +3338,9 @@ static void run_queue(net_shard *sh, net_job *j)
 static void h_queue(net_request *r)
 {
     if (r->method == HTTP_PUT) {
-        json_t *b = body_object(r);
-        if (b == NULL)
-            return;
-        r->job.body = b;
         static const char *const fields[] = {"rate_per_second", "start_time", NULL};
-        if (!only_fields(r, b, fields))
+        json_t *b = body_fields(r, fields);
+        if (b == NULL)
             return;
         json_t *rate = json_object_get(b, "rate_per_second"),
                *st = json_object_get(b, "start_time");
