@@ -44,7 +44,7 @@ run: all
 	@echo "usherd: Ctrl-C stops it (final snapshots, WAL sync); data in ./data"
 	@echo "usherd: the first start creates a demo catalog and prints two accounts' passwords"
 	@echo "usherd: rate limits at their defaults (docs/api.md, Rate limits)"
-	./$(RELEASE_DIR)/net/usherd --listen 127.0.0.1:8080 --data-dir ./data --demo
+	./$(RELEASE_DIR)/net/usherd --listen 127.0.0.1:8080 --data-dir ./data --demo --web-root ./web
 
 format:
 	git ls-files '*.c' '*.h' | xargs clang-format -i

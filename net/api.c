@@ -3697,6 +3697,10 @@ void net__dispatch(net_request *r)
         }
         return;
     }
+    if (allow_n == 0 && net__web_serve(r, srv(r)->web, r->url, path_len)) {
+        net__request_finish(r);
+        return;
+    }
     if (allow_n > 0) {
         r->route = "method_not_allowed";
         char hdr[160];

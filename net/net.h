@@ -76,6 +76,7 @@ typedef struct net_config {
     bool password_cost_min;           /* argon2id at libsodium's MIN limits: tests only */
     bool no_listen;                   /* serve no socket (usherd --create-admin) */
     const char *replication_token;    /* opens the replication routes (>= 32 bytes), or NULL */
+    const char *web_root;             /* static files served from memory (web.c), or NULL */
     uint32_t replication_streams_max; /* open replication streams; beyond: 503 */
     net_rate_limit rate_limits[NET_RL_COUNT]; /* by NET_RL_*; all off: no table */
     uint32_t rate_limit_keys;                 /* bound on rate-limit entries (server-wide) */

@@ -29,6 +29,7 @@ typedef struct net_shard net_shard;
 typedef struct net_conn net_conn;
 typedef struct net_stream net_stream;
 typedef struct net_sse net_sse; /* sse.c */
+typedef struct net_web net_web; /* web.c */
 
 /* JSON text built in place, for the answers of the seat path and seat maps
  * (no jansson tree: a 600-seat map was thousands of small allocations). It
@@ -442,6 +443,7 @@ struct net_server {
     /* Rate limits (api.c): one table for every shard (a client's
      * connections can land on any shard), NULL when every limit is off. */
     ratelimit *rl;
+    net_web *web;                /* --web-root's files, read at start; NULL when none */
     int rl_policy[NET_RL_COUNT]; /* the table's policy number of each limit, -1 when off */
     _Atomic uint64_t rate_limited[NET_RL_COUNT]; /* 429s by limit */
 };
@@ -519,6 +521,15 @@ void net__sse_showtime_gone(net_shard *sh, uint64_t id, bool deleted);
 void net__sse_stop(net_shard *sh);
 /* ... and its loop handle closes (with the shard's other handles). */
 void net__sse_close(net_shard *sh);
+
+/* web.c: the static files of --web-root, read into memory at start. */
+int net__web_load(const char *root, net_web **out, char *err, size_t cap);
+void net__web_free(net_web *w);
+/* Files and bytes loaded. */
+size_t net__web_count(const net_web *w, size_t *bytes);
+/* Answers `r` when its path (the first path_len bytes of url) names a file;
+ * false (nothing answered) otherwise. */
+bool net__web_serve(net_request *r, const net_web *w, const char *url, size_t path_len);
 
 /* server.c */
 void net__route_livez(net_request *r);

@@ -640,6 +640,7 @@ static void server_free(net_server *s)
     uv_cond_destroy(&s->call_cond);
     uv_mutex_destroy(&s->refs_mu);
     ratelimit_destroy(s->rl);
+    net__web_free(s->web);
     free(s->shards);
     free(s);
 }
@@ -769,6 +770,19 @@ int net_server_start(const net_config *cfg, net_server **out, uint16_t *port)
     }
     if (rc == 0)
         rc = rate_limits_setup(s);
+    if (rc == 0 && s->cfg.web_root != NULL) {
+        char err[600] = "";
+        rc = net__web_load(s->cfg.web_root, &s->web, err, sizeof(err));
+        size_t bytes, files = net__web_count(s->web, &bytes);
+        if (rc != 0)
+            net__log("error", "cannot load --web-root", "dir=\"%s\" error=\"%s\"", s->cfg.web_root,
+                     err);
+        else
+            net__log("info", "web files loaded", "dir=\"%s\" files=%zu bytes=%zu", s->cfg.web_root,
+                     files, bytes);
+        if (rc != 0)
+            rc = NET_ECONFIG;
+    }
     if (rc == 0)
         rc = net__mail_init(s);
     for (uint32_t i = 0; rc == 0 && i < s->nshards; i++) {

@@ -76,6 +76,8 @@ static const char *usage_text2 =
     "  --rate-limit-keys N       USHER_RATE_LIMIT_KEYS  rate-limit entries kept (1048576);\n"
     "                                                   at the bound the least recently used\n"
     "                                                   entry is reused (docs/api.md)\n"
+    "  --web-root DIR            USHER_WEB_ROOT         serve the files under DIR (read into\n"
+    "                                                   memory at start; / is index.html)\n"
     "  --demo                    USHER_DEMO=1           on first start, create a demo catalog\n"
     "                                                   and two accounts (passwords printed)\n"
     "  --create-admin EMAIL      create an admin account and exit; the password comes from\n"
@@ -138,6 +140,7 @@ static option opts[] = {
     {"--token-ttl", "USHER_TOKEN_TTL", 'u', 60, 31536000, NULL},
     {"--password-cost", "USHER_PASSWORD_COST", 's', 0, 0, NULL},
     {"--replication-token-file", "USHER_REPLICATION_TOKEN_FILE", 's', 0, 0, NULL},
+    {"--web-root", "USHER_WEB_ROOT", 's', 0, 0, NULL},
     {"--replication-streams", "USHER_REPLICATION_STREAMS", 'u', 1, 1024, NULL},
     {"--rate-limit-keys", "USHER_RATE_LIMIT_KEYS", 'u', 64, 1 << 28, NULL},
     {"--create-admin", NULL, 's', 0, 0, NULL},
@@ -373,6 +376,7 @@ int main(int argc, char **argv)
     if (opt_u("--replication-streams", &v))
         c.replication_streams_max = (uint32_t)v;
     c.replication_token = replication_token(opt_find("--replication-token-file")->value);
+    c.web_root = opt_find("--web-root")->value;
     const char *rate_env = getenv("USHER_RATE_LIMIT");
     if (rate_env != NULL && rate_env[0] != '\0')
         rate_limit_apply(&c, "USHER_RATE_LIMIT", rate_env);
