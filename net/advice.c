@@ -392,13 +392,9 @@ static json_t *ps_category(const ps_out *own, uint32_t c, int64_t left_ms, const
 static void ps_gather(net_shard *sh, net_job *parent)
 {
     (void)sh;
-    net_request *r = parent->req;
-    r->busy = false;
-    if (r->orphan) {
-        net__scatter_free(r);
-        net__request_free(r);
-        return;
-    }
+    net_request *r = net__gather_begin(parent);
+    if (r == NULL)
+        return; /* its connection closed meanwhile */
     net_server *s = r->shard->server;
     const ps_ctx *c = (const ps_ctx *)parent->text;
     const ps_out *own = parent->parts[catalog_showtime_shard(c->showtime_id, s->nshards)]->out;
@@ -571,13 +567,9 @@ static void rc_finish_busy(net_request *r)
  * the cities of the theaters booked at), then round 2. */
 static void rc_hist_gather(net_shard *sh, net_job *parent)
 {
-    net_request *r = parent->req;
-    r->busy = false;
-    if (r->orphan) {
-        net__scatter_free(r);
-        net__request_free(r);
-        return;
-    }
+    net_request *r = net__gather_begin(parent);
+    if (r == NULL)
+        return; /* its connection closed meanwhile */
     if (net__scatter_failed(r) || !browse_fresh(sh)) {
         rc_finish_busy(r);
         return;
@@ -942,13 +934,9 @@ static json_t *rc_item(catalog_read *rd, const rc_scored *sc, const rc_ctx *c)
 static void rc_cand_gather(net_shard *sh, net_job *parent)
 {
     (void)sh;
-    net_request *r = parent->req;
-    r->busy = false;
-    if (r->orphan) {
-        net__scatter_free(r);
-        net__request_free(r);
-        return;
-    }
+    net_request *r = net__gather_begin(parent);
+    if (r == NULL)
+        return; /* its connection closed meanwhile */
     if (net__scatter_failed(r)) {
         rc_finish_busy(r);
         return;

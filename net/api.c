@@ -1889,6 +1889,18 @@ bool net__scatter_failed(net_request *r)
     return scatter_failed(r);
 }
 
+net_request *net__gather_begin(net_job *parent)
+{
+    net_request *r = parent->req;
+    r->busy = false;
+    if (r->orphan) {
+        scatter_free(r);
+        net__request_free(r);
+        return NULL;
+    }
+    return r;
+}
+
 void net__read_done(net_shard *sh, net_job *j)
 {
     job_done(sh, j, observed_lsn(sh), false);
@@ -2049,13 +2061,9 @@ static void st_part_run(net_shard *sh, net_job *j)
 static void st_gather(net_shard *sh, net_job *parent)
 {
     (void)sh;
-    net_request *r = parent->req;
-    r->busy = false;
-    if (r->orphan) {
-        scatter_free(r);
-        net__request_free(r);
+    net_request *r = net__gather_begin(parent);
+    if (r == NULL)
         return;
-    }
     if (scatter_failed(r)) {
         scatter_free(r);
         busy(r, "a shard is saturated; retry shortly");

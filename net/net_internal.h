@@ -478,6 +478,9 @@ int net__query_get(const net_request *r, const char *name, char *out, size_t cap
 void net__scatter(net_request *r, net_job_fn part_run, net_job_fn gather);
 void net__scatter_free(net_request *r);
 bool net__scatter_failed(net_request *r);
+/* A gather's first step: the parent request, or NULL when its connection
+ * closed while the parts were away (then the parts and it are freed). */
+net_request *net__gather_begin(net_job *parent);
 /* On the target: a read job's answer is built; it goes back once the state
  * it looked at is durable. */
 void net__read_done(net_shard *sh, net_job *j);
