@@ -503,9 +503,9 @@ uint64_t engine__seats_amount(const engine *e, const showtime *st, const uint32_
     return amount;
 }
 
-/* Checks shared by hold_place and hold_best, in the documented order. */
-static engine_result hold_precheck(const engine *e, int64_t now_ms, uint64_t showtime_id,
-                                   uint32_t count, showtime **st_out)
+/* Checks shared by hold_place, hold_best and waitlist_join, in the documented order. */
+engine_result engine__hold_precheck(const engine *e, int64_t now_ms, uint64_t showtime_id,
+                                    uint32_t count, showtime **st_out)
 {
     if (now_ms < e->now_ms)
         return ENGINE_TIME_BACKWARDS;
@@ -534,7 +534,7 @@ engine_result engine_hold_place(engine *e, int64_t now_ms, uint64_t showtime_id,
     if (conflict_count != NULL)
         *conflict_count = 0;
     showtime *st = NULL;
-    engine_result r = hold_precheck(e, now_ms, showtime_id, seat_count, &st);
+    engine_result r = engine__hold_precheck(e, now_ms, showtime_id, seat_count, &st);
     if (r != ENGINE_OK)
         return r;
     ENGINE_ASSERT(seats != NULL && rec != NULL);
@@ -735,7 +735,7 @@ engine_result engine_hold_best(engine *e, int64_t now_ms, uint64_t showtime_id, 
                                engine_record *rec)
 {
     showtime *st = NULL;
-    engine_result r = hold_precheck(e, now_ms, showtime_id, count, &st);
+    engine_result r = engine__hold_precheck(e, now_ms, showtime_id, count, &st);
     if (r != ENGINE_OK)
         return r;
     const engine__layout *l = engine__showtime_layout(e, st);

@@ -266,6 +266,11 @@ bool engine__holds_full(const engine *e);
  * next hold id, before the start, room in the pools, seats that exist, are
  * free and distinct, and an amount equal to their prices. */
 bool engine__hold_record_fits(const engine *e, const showtime *st, const engine_record *rec);
+/* The first checks of a request for `count` seats of a showtime, in the
+ * documented order: TIME_BACKWARDS, UNKNOWN_SHOWTIME, SHOW_STARTED,
+ * BAD_COUNT; ENGINE_OK with the showtime in *st_out. */
+engine_result engine__hold_precheck(const engine *e, int64_t now_ms, uint64_t showtime_id,
+                                    uint32_t count, showtime **st_out);
 const engine__layout *engine__showtime_layout(const engine *e, const showtime *st);
 /* Best-available search (engine_hold_best's rules) without placing a hold:
  * true with the block's first seat in *first. Updates the row hints. */

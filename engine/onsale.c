@@ -176,15 +176,10 @@ static bool offer_seats(engine *e, showtime *st, uint32_t count, uint32_t cat, u
 int engine_waitlist_join(engine *e, int64_t now_ms, uint64_t showtime_id, uint64_t user_id,
                          uint32_t count, uint32_t category, engine_record *rec)
 {
-    if (now_ms < e->now_ms)
-        return ENGINE_TIME_BACKWARDS;
-    showtime *st = engine__showtime_find(e, showtime_id);
-    if (st == NULL)
-        return ENGINE_UNKNOWN_SHOWTIME;
-    if (now_ms >= st->start_ms)
-        return ENGINE_SHOW_STARTED;
-    if (count == 0 || count > e->cfg.max_seats_per_hold)
-        return ENGINE_BAD_COUNT;
+    showtime *st;
+    engine_result r = engine__hold_precheck(e, now_ms, showtime_id, count, &st);
+    if (r != ENGINE_OK)
+        return r;
     if (category != ENGINE_CATEGORY_ANY &&
         category >= engine__showtime_layout(e, st)->category_count)
         return ENGINE_UNKNOWN_CATEGORY;
