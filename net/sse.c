@@ -168,6 +168,22 @@ static void sb_event(net_jtext *b, uint64_t id, const char *name, const char *da
     net__jt_put(b, "\n\n", 2);
 }
 
+/* An event whose data is `o` (reference taken), as compact JSON. */
+static void sb_event_json(net_jtext *b, uint64_t id, const char *name, json_t *o)
+{
+    char *data = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    NET_ASSERT(data != NULL);
+    sb_event(b, id, name, data, strlen(data));
+    free(data);
+}
+
+/* The final event: `end` with its reason and a sentence. */
+static void sb_end(net_jtext *b, const char *reason, const char *detail)
+{
+    sb_event_json(b, 0, "end", json_pack("{s:s,s:s}", "reason", reason, "detail", detail));
+}
+
 /* ---- Writing to a watcher ----------------------------------------------------------------- */
 
 static void feed_wait(net_sse *x, sse_feed *f, uint64_t lsn)
@@ -216,14 +232,9 @@ static void watcher_end(net_shard *sh, sse_watcher *w, const char *reason, const
 {
     if (w->ending || w->st.conn == NULL)
         return;
-    json_t *o = json_pack("{s:s,s:s}", "reason", reason, "detail", detail);
-    char *data = json_dumps(o, JSON_COMPACT);
-    json_decref(o);
-    NET_ASSERT(data != NULL);
     net_jtext b;
     net__jt_init(&b);
-    sb_event(&b, 0, "end", data, strlen(data));
-    free(data);
+    sb_end(&b, reason, detail);
     watcher_write(sh, w, &b, true);
     net__jt_free(&b);
 }
@@ -409,14 +420,11 @@ static void feed_stamp(net_shard *sh, sse_feed *f)
                               json_pack("{s:s,s:s}", "label", spec->label, "state", names[state]));
     }
     f->npend = 0;
-    json_t *o = json_pack("{s:I,s:o}", "showtime_id", (json_int_t)f->showtime_id, "seats", seats);
-    char *data = json_dumps(o, JSON_COMPACT);
-    json_decref(o);
-    NET_ASSERT(data != NULL);
     net_jtext b;
     net__jt_init(&b);
-    sb_event(&b, id, "seats", data, strlen(data));
-    free(data);
+    sb_event_json(
+        &b, id, "seats",
+        json_pack("{s:I,s:o}", "showtime_id", (json_int_t)f->showtime_id, "seats", seats));
     sse_event *ev = malloc(sizeof(*ev) + b.n);
     NET_ASSERT(ev != NULL);
     ev->id = id;
@@ -636,8 +644,10 @@ static void watcher_hold(sse_watcher *w, net_jtext *b, uint64_t lsn, bool last)
     w->end_after_held = last;
 }
 
+/* The common start of both stream routes; true when it answered. */
 static bool stream_refused(net_request *r)
 {
+    NET_ASSERT(catalog_showtime_shard(r->job.id, r->shard->server->nshards) == r->shard->id);
     if (r->method == HTTP_HEAD) {
         net__respond(r, 200, "text/event-stream", "Cache-Control: no-store\r\n", NULL, 0);
         return true;
@@ -680,7 +690,6 @@ void net__route_seat_events(net_request *r)
 {
     net_shard *sh = r->shard;
     uint64_t id = r->job.id;
-    NET_ASSERT(catalog_showtime_shard(id, sh->server->nshards) == sh->id);
     if (stream_refused(r))
         return;
     uint64_t from = 0;
@@ -728,12 +737,7 @@ static void queue_look(net_shard *sh, sse_watcher *w, int64_t now, bool first)
     net_jtext b;
     net__jt_init(&b);
     if (!engine_queue_get(sh->e, id, &(engine_queue_info){0})) {
-        json_t *o = json_pack("{s:s,s:s}", "reason", "no-queue", "detail",
-                              "the showtime's virtual queue was removed (or the showtime)");
-        char *data = json_dumps(o, JSON_COMPACT);
-        json_decref(o);
-        sb_event(&b, 0, "end", data, strlen(data));
-        free(data);
+        sb_end(&b, "no-queue", "the showtime's virtual queue was removed (or the showtime)");
         watcher_hold(w, &b, atomic_load(&sh->last_lsn), true);
         return;
     }
@@ -747,12 +751,7 @@ static void queue_look(net_shard *sh, sse_watcher *w, int64_t now, bool first)
     w->state = (int)u.state;
     w->position = u.position;
     w->position_sent_ms = now;
-    json_t *o = net__queue_me_json(sh, id, w->user_id, now, &u);
-    char *data = json_dumps(o, JSON_COMPACT);
-    json_decref(o);
-    NET_ASSERT(data != NULL);
-    sb_event(&b, 0, "queue", data, strlen(data));
-    free(data);
+    sb_event_json(&b, 0, "queue", net__queue_me_json(sh, id, w->user_id, now, &u));
     bool last = u.state == ENGINE_QUEUE_ADMITTED || u.state == ENGINE_QUEUE_LAPSED ||
                 u.state == ENGINE_QUEUE_NONE;
     watcher_hold(w, &b, atomic_load(&sh->last_lsn), last);
@@ -762,7 +761,6 @@ void net__route_queue_events(net_request *r)
 {
     net_shard *sh = r->shard;
     uint64_t id = r->job.id;
-    NET_ASSERT(catalog_showtime_shard(id, sh->server->nshards) == sh->id);
     if (stream_refused(r))
         return;
     int64_t now = net__now_ms(sh);
