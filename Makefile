@@ -1,10 +1,11 @@
 # Thin wrapper over meson. Two build trees:
 #   build-asan/     debug + AddressSanitizer + UndefinedBehaviorSanitizer (make test)
 #   build-release/  optimized, asserts still on (make bench)
-.PHONY: all deps test-deps bench-deps test bench run format clean
+.PHONY: all deps test-deps bench-deps web test bench run format clean
 
 ASAN_DIR    := build-asan
 RELEASE_DIR := build-release
+WEB_DIR     := build-web
 
 all: deps $(RELEASE_DIR)/build.ninja
 	meson compile -C $(RELEASE_DIR)
@@ -18,6 +19,15 @@ test-deps:
 bench-deps:
 	@./tools/install-deps --bench
 
+# The web front end (docs/web.md): npm ci fills web/node_modules from web/package-lock.json
+# (again only when the lock file changes); web/build.sh copies web/src and the charting
+# library into $(WEB_DIR), which usherd serves.
+web/node_modules/.package-lock.json: web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+
+web: deps web/node_modules/.package-lock.json
+	./web/build.sh $(WEB_DIR)
+
 $(ASAN_DIR)/build.ninja:
 	meson setup $(ASAN_DIR) --buildtype=debug -Db_sanitize=address,undefined \
 		-Db_lundef=false -Dc_args=-fno-sanitize-recover=all
@@ -27,7 +37,7 @@ $(RELEASE_DIR)/build.ninja:
 
 # The release tree is compiled too: -O3 finds warnings (format truncation)
 # that -O0 does not, and make run depends on it.
-test: test-deps $(ASAN_DIR)/build.ninja $(RELEASE_DIR)/build.ninja
+test: test-deps web $(ASAN_DIR)/build.ninja $(RELEASE_DIR)/build.ninja
 	meson compile -C $(RELEASE_DIR)
 	meson compile -C $(ASAN_DIR)
 	meson test -C $(ASAN_DIR) --print-errorlogs --num-processes 2
@@ -40,14 +50,14 @@ bench: all bench-deps
 	./bench/server-bench.sh
 	./bench/pgexport-bench.sh
 
-run: all
+run: all web
 	@echo "usherd: Ctrl-C stops it (final snapshots, WAL sync); data in ./data"
 	@echo "usherd: the first start creates a demo catalog and prints two accounts' passwords"
 	@echo "usherd: rate limits at their defaults (docs/api.md, Rate limits)"
-	./$(RELEASE_DIR)/net/usherd --listen 127.0.0.1:8080 --data-dir ./data --demo --web-root ./web
+	./$(RELEASE_DIR)/net/usherd --listen 127.0.0.1:8080 --data-dir ./data --demo --web-root ./$(WEB_DIR)
 
 format:
 	git ls-files '*.c' '*.h' | xargs clang-format -i
 
 clean:
-	rm -rf $(ASAN_DIR) $(RELEASE_DIR)
+	rm -rf $(ASAN_DIR) $(RELEASE_DIR) $(WEB_DIR) web/node_modules
