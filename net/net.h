@@ -77,6 +77,7 @@ typedef struct net_config {
     bool no_listen;                   /* serve no socket (usherd --create-admin) */
     const char *replication_token;    /* opens the replication routes (>= 32 bytes), or NULL */
     const char *web_root;             /* static files served from memory (web.c), or NULL */
+    const char *analytics_url;        /* origin of usher-pgexport --http, told to the pages */
     uint32_t replication_streams_max; /* open replication streams; beyond: 503 */
     net_rate_limit rate_limits[NET_RL_COUNT]; /* by NET_RL_*; all off: no table */
     uint32_t rate_limit_keys;                 /* bound on rate-limit entries (server-wide) */

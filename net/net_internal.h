@@ -526,7 +526,8 @@ void net__sse_stop(net_shard *sh);
 void net__sse_close(net_shard *sh);
 
 /* web.c: the static files of --web-root, read into memory at start. */
-int net__web_load(const char *root, net_web **out, char *err, size_t cap);
+int net__web_load(const char *root, const char *analytics_url, net_web **out, char *err,
+                  size_t cap);
 void net__web_free(net_web *w);
 /* Files and bytes loaded. */
 size_t net__web_count(const net_web *w, size_t *bytes);

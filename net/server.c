@@ -772,7 +772,7 @@ int net_server_start(const net_config *cfg, net_server **out, uint16_t *port)
         rc = rate_limits_setup(s);
     if (rc == 0 && s->cfg.web_root != NULL) {
         char err[600] = "";
-        rc = net__web_load(s->cfg.web_root, &s->web, err, sizeof(err));
+        rc = net__web_load(s->cfg.web_root, s->cfg.analytics_url, &s->web, err, sizeof(err));
         size_t bytes, files = net__web_count(s->web, &bytes);
         if (rc != 0)
             net__log("error", "cannot load --web-root", "dir=\"%s\" error=\"%s\"", s->cfg.web_root,

@@ -78,6 +78,9 @@ static const char *usage_text2 =
     "                                                   entry is reused (docs/api.md)\n"
     "  --web-root DIR            USHER_WEB_ROOT         serve the files under DIR (read into\n"
     "                                                   memory at start; / is index.html)\n"
+    "  --analytics-url ORIGIN    USHER_ANALYTICS_URL    where the admin pages find\n"
+    "                            usher-pgexport --http, e.g. http://127.0.0.1:8081 (allowed\n"
+    "                            in the pages' Content-Security-Policy; docs/web.md)\n"
     "  --demo                    USHER_DEMO=1           on first start, create a demo catalog\n"
     "                                                   and two accounts (passwords printed)\n"
     "  --create-admin EMAIL      create an admin account and exit; the password comes from\n"
@@ -141,6 +144,7 @@ static option opts[] = {
     {"--password-cost", "USHER_PASSWORD_COST", 's', 0, 0, NULL},
     {"--replication-token-file", "USHER_REPLICATION_TOKEN_FILE", 's', 0, 0, NULL},
     {"--web-root", "USHER_WEB_ROOT", 's', 0, 0, NULL},
+    {"--analytics-url", "USHER_ANALYTICS_URL", 's', 0, 0, NULL},
     {"--replication-streams", "USHER_REPLICATION_STREAMS", 'u', 1, 1024, NULL},
     {"--rate-limit-keys", "USHER_RATE_LIMIT_KEYS", 'u', 64, 1 << 28, NULL},
     {"--create-admin", NULL, 's', 0, 0, NULL},
@@ -377,6 +381,9 @@ int main(int argc, char **argv)
         c.replication_streams_max = (uint32_t)v;
     c.replication_token = replication_token(opt_find("--replication-token-file")->value);
     c.web_root = opt_find("--web-root")->value;
+    c.analytics_url = opt_find("--analytics-url")->value;
+    if (c.analytics_url != NULL && c.web_root == NULL)
+        fail("--analytics-url%s needs --web-root%s: it is told to the pages", "", "");
     const char *rate_env = getenv("USHER_RATE_LIMIT");
     if (rate_env != NULL && rate_env[0] != '\0')
         rate_limit_apply(&c, "USHER_RATE_LIMIT", rate_env);

@@ -16,7 +16,12 @@
  * Answers: 200 with Content-Type, ETag, Cache-Control: no-cache (clients
  * revalidate, and get 304 while the ETag matches), X-Content-Type-Options:
  * nosniff and, for HTML, a Content-Security-Policy allowing only this
- * origin. "/" and "/dir/" serve index.html. Other methods on a file: 405.
+ * origin (plus, for fetch, the --analytics-url origin when one is given).
+ * "/" and "/dir/" serve index.html. Other methods on a file: 405.
+ *
+ * One file is made by usherd rather than read: /usher-config.json, what the
+ * pages need to know of the server's configuration ({"analytics_url": the
+ * --analytics-url origin or null}).
  */
 #include "net_internal.h"
 
@@ -36,8 +41,12 @@ enum {
     WEB_FILE_BYTES_MAX = 16 * 1024 * 1024,
     WEB_BYTES_MAX = 128 * 1024 * 1024,
     WEB_DEPTH_MAX = 16,
-    WEB_PATH_MAX = 512
+    WEB_PATH_MAX = 512,
+    WEB_ORIGIN_MAX = 200,
+    WEB_CSP_MAX = 512
 };
+
+#define WEB_CONFIG_PATH "/usher-config.json"
 
 typedef struct web_file {
     char *path; /* "/index.html" */
@@ -50,6 +59,7 @@ typedef struct web_file {
 struct net_web {
     web_file *files; /* sorted by path */
     size_t n, cap, bytes;
+    char csp[WEB_CSP_MAX]; /* the Content-Security-Policy header line of HTML answers */
 };
 
 static const struct {
@@ -83,47 +93,35 @@ static const char *type_of(const char *path)
     return "application/octet-stream";
 }
 
-static int web_add(net_web *w, const char *path, int fd, size_t len, char *err, size_t cap)
+/* Adds `data` (malloc'd, `len` bytes; owned by w from now on, freed on failure) as `path`. */
+static int web_put(net_web *w, const char *path, char *data, size_t len, char *err, size_t cap)
 {
+    int rc = 0;
     if (w->n == WEB_FILES_MAX) {
         snprintf(err, cap, "more than %d files", WEB_FILES_MAX);
-        return NET_ECONFIG;
-    }
-    if (len > WEB_FILE_BYTES_MAX || w->bytes + len > WEB_BYTES_MAX) {
+        rc = NET_ECONFIG;
+    } else if (len > WEB_FILE_BYTES_MAX || w->bytes + len > WEB_BYTES_MAX) {
         snprintf(err, cap, "%s: over the limit of %d MiB a file, %d MiB in all", path,
                  WEB_FILE_BYTES_MAX >> 20, WEB_BYTES_MAX >> 20);
-        return NET_ECONFIG;
-    }
-    if (w->n == w->cap) {
+        rc = NET_ECONFIG;
+    } else if (w->n == w->cap) {
         size_t c = w->cap ? w->cap * 2 : 64;
         web_file *f = realloc(w->files, c * sizeof(*f));
         if (f == NULL)
-            return -ENOMEM;
-        w->files = f;
-        w->cap = c;
-    }
-    web_file *f = &w->files[w->n];
-    memset(f, 0, sizeof(*f));
-    f->path = strdup(path);
-    f->data = malloc(len > 0 ? len : 1);
-    if (f->path == NULL || f->data == NULL) {
-        free(f->path);
-        free(f->data);
-        return -ENOMEM;
-    }
-    size_t got = 0;
-    while (got < len) {
-        ssize_t k = read(fd, f->data + got, len - got);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0) {
-            snprintf(err, cap, "%s: %s", path, k < 0 ? strerror(errno) : "shorter than it was");
-            free(f->path);
-            free(f->data);
-            return k < 0 ? -errno : NET_ECONFIG;
+            rc = -ENOMEM;
+        else {
+            w->files = f;
+            w->cap = c;
         }
-        got += (size_t)k;
     }
+    web_file *f = rc == 0 ? &w->files[w->n] : NULL;
+    if (f != NULL && (f->path = strdup(path)) == NULL)
+        rc = -ENOMEM;
+    if (rc != 0) {
+        free(data);
+        return rc;
+    }
+    f->data = data;
     f->len = len;
     f->type = type_of(path);
     snprintf(f->etag, sizeof(f->etag), "\"%016llx\"",
@@ -131,6 +129,29 @@ static int web_add(net_web *w, const char *path, int fd, size_t len, char *err, 
     w->bytes += len;
     w->n++;
     return 0;
+}
+
+/* Reads `len` bytes of `fd` and adds them as `path`. */
+static int web_add(net_web *w, const char *path, int fd, size_t len, char *err, size_t cap)
+{
+    if (len > WEB_FILE_BYTES_MAX) /* before allocating it */
+        return web_put(w, path, NULL, len, err, cap);
+    char *data = malloc(len > 0 ? len : 1);
+    if (data == NULL)
+        return -ENOMEM;
+    size_t got = 0;
+    while (got < len) {
+        ssize_t k = read(fd, data + got, len - got);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0) {
+            snprintf(err, cap, "%s: %s", path, k < 0 ? strerror(errno) : "shorter than it was");
+            free(data);
+            return k < 0 ? -errno : NET_ECONFIG;
+        }
+        got += (size_t)k;
+    }
+    return web_put(w, path, data, len, err, cap);
 }
 
 /* Reads directory `dfd` (URL prefix `prefix`) into `w`; closes dfd. */
@@ -198,9 +219,54 @@ void net__web_free(net_web *w)
     free(w);
 }
 
-int net__web_load(const char *root, net_web **out, char *err, size_t cap)
+static const web_file *web_find(const net_web *w, const char *path);
+
+/* An origin the CSP and the pages may name: http(s)://HOST[:PORT], HOST letters, digits, '.', '-'
+ * or a bracketed IPv6 address; nothing after the port (no path, quote, space or ';'). */
+static bool origin_ok(const char *u)
+{
+    size_t n = strlen(u);
+    const char *h = strncmp(u, "http://", 7) == 0    ? u + 7
+                    : strncmp(u, "https://", 8) == 0 ? u + 8
+                                                     : NULL;
+    if (h == NULL || n > WEB_ORIGIN_MAX || *h == '\0')
+        return false;
+    const char *p = h;
+    if (*p == '[') {
+        while (*++p != ']')
+            if (*p == '\0' || !(strchr("0123456789abcdefABCDEF:.", *p)))
+                return false;
+        p++;
+    } else {
+        while (*p != '\0' && *p != ':') {
+            if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                  (*p >= '0' && *p <= '9') || *p == '.' || *p == '-'))
+                return false;
+            p++;
+        }
+        if (p == h)
+            return false;
+    }
+    if (*p == ':') {
+        const char *d = ++p;
+        while (*p >= '0' && *p <= '9')
+            p++;
+        if (p == d || p - d > 5 || atoi(d) < 1 || atoi(d) > 65535)
+            return false;
+    }
+    return *p == '\0';
+}
+
+int net__web_load(const char *root, const char *analytics_url, net_web **out, char *err, size_t cap)
 {
     *out = NULL;
+    if (analytics_url != NULL && !origin_ok(analytics_url)) {
+        snprintf(err, cap,
+                 "--analytics-url '%.*s' is not an origin http(s)://HOST[:PORT] (no path, no "
+                 "trailing slash)",
+                 WEB_ORIGIN_MAX, analytics_url);
+        return NET_ECONFIG;
+    }
     net_web *w = calloc(1, sizeof(*w));
     if (w == NULL)
         return -ENOMEM;
@@ -208,11 +274,35 @@ int net__web_load(const char *root, net_web **out, char *err, size_t cap)
     int rc = dfd < 0 ? -errno : web_walk(w, dfd, "", 0, err, cap);
     if (dfd < 0)
         snprintf(err, cap, "%s: %s", root, strerror(errno));
+    if (rc == 0) {
+        qsort(w->files, w->n, sizeof(*w->files), file_cmp);
+        if (web_find(w, WEB_CONFIG_PATH) != NULL) {
+            snprintf(err, cap, "%s: usherd makes this file itself; remove it from the web root",
+                     WEB_CONFIG_PATH + 1);
+            rc = NET_ECONFIG;
+        }
+    }
+    if (rc == 0) {
+        char *cfg = malloc(WEB_ORIGIN_MAX + 64);
+        if (cfg == NULL) {
+            rc = -ENOMEM;
+        } else {
+            int n = analytics_url
+                        ? snprintf(cfg, WEB_ORIGIN_MAX + 64, "{\"analytics_url\":\"%s\"}\n",
+                                   analytics_url)
+                        : snprintf(cfg, WEB_ORIGIN_MAX + 64, "{\"analytics_url\":null}\n");
+            rc = web_put(w, WEB_CONFIG_PATH, cfg, (size_t)n, err, cap);
+        }
+    }
     if (rc != 0) {
         net__web_free(w);
         return rc;
     }
     qsort(w->files, w->n, sizeof(*w->files), file_cmp);
+    snprintf(w->csp, sizeof(w->csp),
+             "Content-Security-Policy: default-src 'self'; connect-src 'self'%s%s; img-src 'self' "
+             "data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'\r\n",
+             analytics_url ? " " : "", analytics_url ? analytics_url : "");
     *out = w;
     return 0;
 }
@@ -281,14 +371,11 @@ bool net__web_serve(net_request *r, const net_web *w, const char *url, size_t pa
                              "Allow: GET, HEAD\r\n");
         return true;
     }
-    char hdr[512];
+    char hdr[128 + WEB_CSP_MAX];
     bool html = strncmp(f->type, "text/html", 9) == 0;
     snprintf(hdr, sizeof(hdr),
              "ETag: %s\r\nCache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n%s",
-             f->etag,
-             html ? "Content-Security-Policy: default-src 'self'; img-src 'self' data:; "
-                    "style-src 'self' 'unsafe-inline'; frame-ancestors 'none'\r\n"
-                  : "");
+             f->etag, html ? w->csp : "");
     if (r->if_none_match[0] != '\0' &&
         (strstr(r->if_none_match, f->etag) != NULL || strcmp(r->if_none_match, "*") == 0)) {
         net__respond(r, 304, f->type, hdr, NULL, 0);

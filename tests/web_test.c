@@ -37,7 +37,7 @@ static void put(const char *rel, const char *text)
 
 /* A root with index.html, js/app.js, css/site.css, docs/index.html, a
  * hidden file, and a link to a secret next to (outside) the root. */
-static void start_web(void)
+static void make_root(void)
 {
     strcpy(base, "/tmp/usher-web-XXXXXX");
     cr_assert_not_null(mkdtemp(base));
@@ -64,6 +64,11 @@ static void start_web(void)
     char link[600];
     snprintf(link, sizeof(link), "%s/leak.txt", root);
     cr_assert_eq(symlink(outside, link), 0);
+}
+
+static void start_web(void)
+{
+    make_root();
     h_start_env((const char *const[]){"--web-root", root, NULL}, NULL);
 }
 
@@ -104,8 +109,14 @@ Test(web, serves_files_with_their_types_and_headers)
     header_is(&r, "Content-Type", "text/html; charset=utf-8");
     header_is(&r, "Cache-Control", "no-cache");
     header_is(&r, "X-Content-Type-Options", "nosniff");
-    cr_assert(h_has_header(&r, "Content-Security-Policy"), "%s", r.head);
+    header_is(&r, "Content-Security-Policy",
+              "default-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self' "
+              "'unsafe-inline'; frame-ancestors 'none'");
     cr_assert(h_has_header(&r, "ETag"), "%s", r.head);
+    r = get_h("/usher-config.json", NULL, "GET");
+    cr_assert_eq(r.status, 200);
+    cr_assert_str_eq(r.body, "{\"analytics_url\":null}\n");
+    header_is(&r, "Content-Type", "application/json");
     r = get_h("/index.html", NULL, "GET");
     cr_assert_eq(r.status, 200);
     r = get_h("/js/app.js", NULL, "GET");
@@ -204,4 +215,51 @@ Test(web, an_unreadable_root_stops_the_start)
     snprintf(log, sizeof(log), "%s/run.log", h_srv.root);
     const char *err = h_slurp(log);
     cr_assert_not_null(strstr(err, "--web-root"), "the error names the flag: %s", err);
+}
+
+Test(web, the_analytics_origin_reaches_the_csp_and_the_pages)
+{
+    make_root();
+    h_start_env(
+        (const char *const[]){"--web-root", root, "--analytics-url", "http://127.0.0.1:8081", NULL},
+        NULL);
+    h_response r = get_h("/", NULL, "GET");
+    cr_assert_eq(r.status, 200);
+    header_is(&r, "Content-Security-Policy",
+              "default-src 'self'; connect-src 'self' http://127.0.0.1:8081; img-src 'self' "
+              "data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'");
+    r = get_h("/usher-config.json", NULL, "GET");
+    cr_assert_eq(r.status, 200);
+    cr_assert_str_eq(r.body, "{\"analytics_url\":\"http://127.0.0.1:8081\"}\n");
+    h_done();
+}
+
+/* Anything but a bare origin would let the flag write into the CSP header or point the pages
+ * at a path: refused at start, naming the flag. So is a usher-config.json of one's own. */
+Test(web, a_bad_analytics_origin_or_a_config_file_stops_the_start)
+{
+    make_root();
+    const char *bad[] = {
+        "http://a;b",        "http://127.0.0.1:8081/", "ftp://host", "http://",
+        "http://host:99999", "http://ho st",           "http://h'x", "https://[::1",
+        "127.0.0.1:8081",    "http://host:8081/api"};
+    char log[256];
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char out[4096];
+        int st = h_run((const char *const[]){"--listen", "127.0.0.1:0", "--web-root", root,
+                                             "--analytics-url", bad[i], NULL},
+                       NULL, out, sizeof(out));
+        cr_assert(WIFEXITED(st) && WEXITSTATUS(st) != 0, "started with --analytics-url %s", bad[i]);
+        snprintf(log, sizeof(log), "%s/run.log", h_srv.root);
+        const char *err = h_slurp(log);
+        cr_assert_not_null(strstr(err, "--analytics-url"), "%s: the error names the flag: %s",
+                           bad[i], err);
+    }
+    put("usher-config.json", "{}");
+    char out[4096];
+    int st = h_run((const char *const[]){"--listen", "127.0.0.1:0", "--web-root", root, NULL}, NULL,
+                   out, sizeof(out));
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) != 0, "started with its own usher-config.json");
+    snprintf(log, sizeof(log), "%s/run.log", h_srv.root);
+    cr_assert_not_null(strstr(h_slurp(log), "usher-config.json"), "%s", h_slurp(log));
 }
