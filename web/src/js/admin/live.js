@@ -197,6 +197,7 @@ function feedSection(stops, isAlive) {
     if (paused) state.append(` · paused (${pending.length} new)`);
     clear(streamErr);
     if (bad) streamErr.append(errorBox(bad.problem));
+    for (const s of shards) if (s.notice) streamErr.append(h('div', { class: 'notice', role: 'status' }, s.notice));
   }
 
   // Lines are kept newest first by event time (shards interleave).
@@ -457,7 +458,11 @@ function feedSection(stops, isAlive) {
           retry(s, ev.next_lsn || s.next, 500);
           return false;
         }
-        if (typeof ev.lsn === 'number') s.next = ev.lsn + 1;
+        if (typeof ev.lsn !== 'number') return true;
+        s.next = ev.lsn + 1;
+        // Going on from an older LSN (after a 410) repeats events already shown: skip them.
+        if (ev.lsn <= s.seen) return true;
+        s.seen = ev.lsn;
         ev.live = ev.lsn > s.startDurable;
         try {
           handle(ev);
@@ -507,7 +512,7 @@ function feedSection(stops, isAlive) {
       } catch (_) {
         /* keep the problem's oldest_lsn */
       }
-      s.problem = `Shard ${s.shard}: events from LSN ${s.next} were already deleted after a snapshot; some events are missing from the feed. Going on from LSN ${oldest}.`;
+      s.notice = `Shard ${s.shard}'s events from LSN ${s.next} on were already deleted after a snapshot (this page was away too long), so some bookings are missing from the feed. It goes on from LSN ${oldest}, the oldest kept. Occupancy is not affected.`;
       s.next = oldest || 1;
       retry(s, s.next, 200);
       return;
@@ -551,6 +556,8 @@ function feedSection(stops, isAlive) {
         gen: 0,
         next: Math.max(sh.oldest_lsn || 1, sh.durable_lsn - BACKLOG + 1, 1),
         startDurable: sh.durable_lsn,
+        seen: 0,
+        notice: null,
         backoff: 1000,
         state: 'connecting',
         problem: null,
