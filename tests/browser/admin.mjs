@@ -290,6 +290,7 @@ await t.step("another client's booking appears in the admin's live feed within 3
   customer = reg.json.token;
   const hold = await api('POST', '/api/bookings/reserve', { showtime_id: ids.showtime, seats: ['C5', 'C6'] }, customer);
   t.check(hold.status === 201, `reserve ${hold.status} ${JSON.stringify(hold.json)}`);
+  ids.shard = Math.floor(hold.json.hold_id / 2 ** 48); // the shard that owns the showtime
   const t0 = Date.now();
   const booking = await api('POST', '/api/bookings/confirm', { hold_id: hold.json.hold_id, payment: { method: 'upi' } }, customer);
   t.check(booking.status === 201 && booking.json.amount === 36000, `confirm ${booking.status} ${JSON.stringify(booking.json)}`);
@@ -376,10 +377,13 @@ await t.step('a queue set up on the page shows its state; removing it asks first
 await t.step('a cut stream resumes from its last LSN; a 410 lsn-gone goes on from the oldest, without repeats', async () => {
   const status = (await api('GET', '/api/replication/status')).json;
   const durable = Object.fromEntries(status.shards.map((x) => [x.shard, x.durable_lsn]));
-  const oldest0 = status.shards.find((x) => x.shard === 0).oldest_lsn;
-  // Shard 0's first reconnect is answered 410 lsn-gone, as after a snapshot deleted its WAL.
+  // The showtime's shard's first reconnect is answered 410 lsn-gone, as after a snapshot
+  // deleted its WAL; the other shard just resumes.
+  const mine = ids.shard;
+  const other = 1 - mine;
+  const oldest = status.shards.find((x) => x.shard === mine).oldest_lsn;
   let faked = 0;
-  const gone = (u) => u.pathname === '/api/replication' && u.searchParams.get('shard') === '0' && faked === 0;
+  const gone = (u) => u.pathname === '/api/replication' && u.searchParams.get('shard') === String(mine) && faked === 0;
   await page.route(gone, (route) => {
     faked++;
     route.fulfill({
@@ -387,7 +391,7 @@ await t.step('a cut stream resumes from its last LSN; a 410 lsn-gone goes on fro
       contentType: 'application/problem+json',
       body: JSON.stringify({
         type: 'https://usher.dev/problems/lsn-gone', title: 'LSN gone', status: 410,
-        detail: 'from_lsn is older than the retained WAL', oldest_lsn: oldest0, snapshot_lsn: 0,
+        detail: 'from_lsn is older than the retained WAL', oldest_lsn: oldest, snapshot_lsn: 0,
       }),
     });
   });
@@ -395,8 +399,8 @@ await t.step('a cut stream resumes from its last LSN; a 410 lsn-gone goes on fro
   await page.evaluate(() => window.__cutStreams());
   await until(() => {
     const after = streamRequests.slice(before);
-    return after.includes(`1:${durable[1] + 1}`) && after.includes(`0:${durable[0] + 1}`) && after.includes(`0:${oldest0}`);
-  }, 5000, `reconnects from LSN ${durable[1] + 1} (shard 1), ${durable[0] + 1} then ${oldest0} (shard 0); saw ${streamRequests.slice(before)}`);
+    return after.includes(`${other}:${durable[other] + 1}`) && after.includes(`${mine}:${durable[mine] + 1}`) && after.includes(`${mine}:${oldest}`);
+  }, 5000, `reconnects from LSN ${durable[other] + 1} (shard ${other}), ${durable[mine] + 1} then ${oldest} (shard ${mine}); saw ${streamRequests.slice(before)}`);
   await page.unroute(gone);
   t.check(faked === 1, `the 410 was served ${faked} times`);
   await page.getByRole('status').filter({ hasText: 'already deleted after a snapshot' }).waitFor();
