@@ -364,6 +364,15 @@ async function showtimeFields(existing, lk, errs) {
   return fields;
 }
 
+// Equal as JSON values, whatever the order of object members (prices come back sorted).
+function same(a, b) {
+  const canon = (x) =>
+    x && typeof x === 'object' && !Array.isArray(x)
+      ? Object.fromEntries(Object.keys(x).sort().map((k) => [k, canon(x[k])]))
+      : x;
+  return JSON.stringify(canon(a)) === JSON.stringify(canon(b));
+}
+
 // ---- the page ---------------------------------------------------------------------------
 
 const remembered = {};
@@ -565,7 +574,7 @@ export async function render(root, { params }) {
             for (const f of fields) {
               const v = f.read();
               if (v === undefined) continue;
-              if (current && JSON.stringify(v) === JSON.stringify(current[f.name])) continue;
+              if (current && same(v, current[f.name])) continue;
               body[f.name] = v;
             }
           } catch (e) {
