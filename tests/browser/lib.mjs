@@ -86,6 +86,55 @@ export class Harness {
     return info;
   }
 
+  // A throwaway PostgreSQL cluster on a Unix socket in the temp dir (initdb + pg_ctl, as the
+  // postgres user when run as root: initdb refuses root). Resolves to {dir, conninfo(db),
+  // sql(db, query) -> rows of strings}. Stopped by cleanup().
+  async startPostgres() {
+    const bins = fs.existsSync('/usr/lib/postgresql')
+      ? fs.readdirSync('/usr/lib/postgresql').map((v) => `/usr/lib/postgresql/${v}/bin`).filter((b) => fs.existsSync(`${b}/initdb`))
+      : [];
+    if (!bins.length) throw new Error('no PostgreSQL server binaries (tools/install-deps --test installs them)');
+    const bin = bins.sort().pop();
+    const dir = path.join(this.tmp, 'pg');
+    fs.chmodSync(this.tmp, 0o755);
+    fs.mkdirSync(dir);
+    const asUser = process.getuid() === 0 ? ['runuser', '-u', 'postgres', '--'] : [];
+    if (asUser.length) execFileSync('chown', ['postgres:postgres', dir]);
+    const run = (argv) => {
+      const [cmd, ...args] = [...asUser, ...argv];
+      execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    };
+    run([`${bin}/initdb`, '-D', `${dir}/data`, '-A', 'trust', '-U', 'postgres', '--no-sync', '-E', 'UTF8']);
+    const opts = `-c listen_addresses='' -c unix_socket_directories=${dir} -c fsync=off -c synchronous_commit=off`;
+    run([`${bin}/pg_ctl`, '-D', `${dir}/data`, '-o', opts, '-l', `${dir}/server.log`, '-w', 'start']);
+    this.pgStop = () => {
+      try {
+        run([`${bin}/pg_ctl`, '-D', `${dir}/data`, '-m', 'immediate', 'stop']);
+      } catch (_) {
+        /* already down */
+      }
+    };
+    const sql = (db, query) =>
+      execFileSync('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-At', '-F', '\t', '-h', dir, '-U', 'postgres', '-d', db, '-c', query], {
+        encoding: 'utf8',
+      })
+        .split('\n')
+        .filter((l) => l !== '')
+        .map((l) => l.split('\t'));
+    this.log(`PostgreSQL up on socket dir ${dir}`);
+    return { dir, sql, conninfo: (db) => `postgresql:///${db}?host=${dir}&user=postgres` };
+  }
+
+  // Starts another program of ours (stderr to TMP/NAME.log); stopped by cleanup().
+  spawnLogged(name, bin, args, env = {}) {
+    const logPath = path.join(this.tmp, `${name}.log`);
+    const fd = fs.openSync(logPath, 'a');
+    const proc = spawn(bin, args, { stdio: ['ignore', fd, fd], env: { ...process.env, ...env } });
+    this.procs.push(proc);
+    this.extraLogs = [...(this.extraLogs || []), logPath];
+    return proc;
+  }
+
   // Headless Debian Chromium. The flags keep it from reaching out to the network (this
   // machine's network is closed; see docs/web.md).
   async launch() {
@@ -180,9 +229,9 @@ export class Harness {
       }
     }
     if (this.console.length) console.log(`--- browser console\n${this.console.slice(-40).join('\n')}`);
-    if (this.usherdLog) {
-      const log = fs.readFileSync(this.usherdLog, 'utf8');
-      console.log(`--- usherd log (last 3000 bytes)\n${log.slice(-3000)}`);
+    for (const f of [this.usherdLog, ...(this.extraLogs || [])]) {
+      if (!f || !fs.existsSync(f)) continue;
+      console.log(`--- ${path.basename(f)} (last 3000 bytes)\n${fs.readFileSync(f, 'utf8').slice(-3000)}`);
     }
     await this.cleanup();
     process.exit(1);
@@ -211,7 +260,10 @@ export class Harness {
         }
       }
     }
-    if (!process.env.KEEP_TMP) fs.rmSync(path.join(this.tmp, 'data'), { recursive: true, force: true });
+    if (this.pgStop) this.pgStop();
+    if (!process.env.KEEP_TMP) {
+      for (const d of ['data', 'pg', 'web-root']) fs.rmSync(path.join(this.tmp, d), { recursive: true, force: true });
+    }
   }
 
   // The test's end: closes everything; console errors from the pages fail the test.
