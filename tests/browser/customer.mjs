@@ -66,10 +66,16 @@ await t.step('browse: a filter and a sort list the API answer for the same query
   await page.getByText(`${api.total} showtimes`, { exact: true }).waitFor();
   t.check((await page.getByLabel('City', { exact: true }).inputValue()) === 'Mumbai', 'city kept over a reload');
   t.check((await page.getByLabel('Sort by').inputValue()) === 'price', 'sort kept over a reload');
+  await t.screenshot(page, 'browse');
   await page.goBack();
   await page.waitForURL(/#\/\?city=Mumbai$/);
   await until(async () => (await page.getByLabel('Sort by').inputValue()) === 'time', 5000, 'back to sort by time');
-  await t.screenshot(page, 'browse');
+  // Removing the city's chip clears the city in the form, the hash and the list.
+  await page.getByRole('button', { name: 'Remove filter City: Mumbai' }).click();
+  await page.waitForURL(/#\/$/);
+  t.check((await page.getByLabel('City', { exact: true }).inputValue()) === '', 'the city select is cleared');
+  const all = (await t.api('GET', '/api/showtimes?limit=1')).json.total;
+  await page.getByText(`${all} showtimes`, { exact: true }).waitFor();
 });
 
 await t.step('browse: prices typed in rupees are sent in paise', async () => {

@@ -225,32 +225,57 @@ export function render(root, { query: q }) {
   const addOption = (sel, value, text, current) => {
     sel.append(h('option', { value, selected: value === current }, text));
   };
-  if (state.city) addOption(city, state.city, state.city, state.city);
-  if (state.genre) addOption(genre, state.genre, state.genre, state.genre);
-  if (state.theater_id) addOption(theaterSel, state.theater_id, `Theater ${state.theater_id}`, state.theater_id);
+  let theaterList = null;
+  let genreList = null;
 
+  // Fills the city, theater and genre choices for the state now (the theaters of the chosen
+  // city; a value not in the lists is added so the select can show it).
+  function fillChoices() {
+    const lc = state.city.toLowerCase();
+    clear(city).append(h('option', { value: '' }, 'Any city'));
+    clear(theaterSel).append(h('option', { value: '' }, 'Any theater'));
+    clear(genre).append(h('option', { value: '' }, 'Any genre'));
+    const list = theaterList || [];
+    const cities = [...new Map(list.map((t) => [t.city.toLowerCase(), t.city])).values()].sort();
+    if (state.city && !cities.some((c) => c.toLowerCase() === lc)) cities.push(state.city);
+    const cityNow = cities.find((x) => x.toLowerCase() === lc) || '';
+    for (const c of cities) addOption(city, c, c, cityNow);
+    const shown = list.filter((t) => !state.city || t.city.toLowerCase() === lc);
+    if (state.theater_id && !shown.some((t) => String(t.id) === state.theater_id)) {
+      const t = list.find((x) => String(x.id) === state.theater_id);
+      shown.push(t || { id: state.theater_id, name: `Theater ${state.theater_id}`, city: '?' });
+    }
+    for (const t of shown.sort((a, b) => a.name.localeCompare(b.name))) {
+      addOption(theaterSel, String(t.id), `${t.name} (${t.city})`, state.theater_id);
+    }
+    const gs = [...(genreList || [])];
+    if (state.genre && !gs.includes(state.genre.toLowerCase())) gs.push(state.genre.toLowerCase());
+    for (const g of gs) addOption(genre, g, g.charAt(0).toUpperCase() + g.slice(1), state.genre.toLowerCase());
+  }
+
+  // The form shows the state (after a chip was removed, "Clear all", …).
+  function syncForm() {
+    fillChoices();
+    date.value = state.date;
+    min.value = state.min;
+    max.value = state.max;
+    min.removeAttribute('aria-invalid');
+    max.removeAttribute('aria-invalid');
+    available.checked = state.available === 'true';
+    sort.value = state.sort;
+  }
+
+  fillChoices();
   allTheaters()
     .then((list) => {
-      clear(city).append(h('option', { value: '' }, 'Any city'));
-      const cities = [...new Map(list.map((t) => [t.city.toLowerCase(), t.city])).values()].sort();
-      if (state.city && !cities.some((c) => c.toLowerCase() === state.city.toLowerCase())) cities.push(state.city);
-      for (const c of cities) addOption(city, c, c, cities.find((x) => x.toLowerCase() === state.city.toLowerCase()));
-      clear(theaterSel).append(h('option', { value: '' }, 'Any theater'));
-      const shown = list.filter((t) => !state.city || t.city.toLowerCase() === state.city.toLowerCase());
-      if (state.theater_id && !shown.some((t) => String(t.id) === state.theater_id)) {
-        const t = list.find((x) => String(x.id) === state.theater_id);
-        if (t) shown.push(t);
-      }
-      for (const t of shown.sort((a, b) => a.name.localeCompare(b.name))) {
-        addOption(theaterSel, String(t.id), `${t.name} (${t.city})`, state.theater_id);
-      }
+      theaterList = list;
+      fillChoices();
     })
     .catch(() => {});
   someGenres()
     .then((gs) => {
-      clear(genre).append(h('option', { value: '' }, 'Any genre'));
-      if (state.genre && !gs.includes(state.genre.toLowerCase())) gs.push(state.genre.toLowerCase());
-      for (const g of gs) addOption(genre, g, g.charAt(0).toUpperCase() + g.slice(1), state.genre.toLowerCase());
+      genreList = gs;
+      fillChoices();
     })
     .catch(() => {});
 
@@ -327,7 +352,10 @@ export function render(root, { query: q }) {
           type: 'button',
           class: 'chip-x',
           'aria-label': `Remove filter ${text}`,
-          onclick: () => setState(Object.fromEntries(clearKeys.map((k) => [k, '']))),
+          onclick: () => {
+            setState(Object.fromEntries(clearKeys.map((k) => [k, ''])));
+            input.focus(); // the chip is gone: focus goes back to the search box
+          },
         },
         '×',
       ),
@@ -518,8 +546,10 @@ export function render(root, { query: q }) {
     clear(listStatus);
     clear(empty);
     clear(tail);
+    clear(errors);
     summary.textContent = 'Loading showtimes…';
     renderChips();
+    syncForm();
     vl.setCount(0);
     window.scrollTo({ top: Math.min(window.scrollY, list.offsetTop - 80) });
     loadPage(1);

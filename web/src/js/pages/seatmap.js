@@ -14,6 +14,7 @@ import { details, describe, loadAdmission, saveAdmission, dropAdmission, clock }
 
 const MAX_SEATS = 10; // the server's default --max-seats-per-hold
 const PICK_KEY = (id) => `usher.pick.${id}`;
+const EXPIRED = 'Your hold ran out of time, so the seats went back on sale. Choose seats again to book.';
 const METHODS = [
   ['upi', 'UPI'],
   ['card', 'Card'],
@@ -202,7 +203,7 @@ export function render(root, { params, query: q }) {
       }
     }
     if (left <= 0) {
-      endHold('Your hold ran out of time, so the seats went back on sale. Choose seats again to book.');
+      endHold(EXPIRED);
       say.textContent = 'Your hold ran out of time.';
       return;
     }
@@ -262,7 +263,7 @@ export function render(root, { params, query: q }) {
         message('error', queueNotice(errorText(err)));
       } else {
         if (deferred.size) taken([...deferred]);
-        message('error', errorBox(err));
+        message('error', errorText(err));
       }
     } finally {
       reserving = false;
@@ -303,7 +304,7 @@ export function render(root, { params, query: q }) {
       if (closed) return;
       button.disabled = false;
       if (err.slug === 'hold-expired' || err.slug === 'hold-ended') endHold(errorText(err));
-      else message('error', errorBox(err));
+      else message('error', errorText(err));
     } finally {
       holdBusy = false;
     }
@@ -321,7 +322,7 @@ export function render(root, { params, query: q }) {
       if (closed) return;
       button.disabled = false;
       if (err.slug === 'hold-ended' || err.slug === 'hold-expired' || err.slug === 'not-found') endHold(errorText(err));
-      else message('error', errorBox(err));
+      else message('error', errorText(err));
     } finally {
       holdBusy = false;
     }
@@ -365,7 +366,7 @@ export function render(root, { params, query: q }) {
       waitTimer = later(loadWaiting, 10000);
     } catch (err) {
       button.disabled = false;
-      message('error', errorBox(err));
+      message('error', errorText(err));
     }
   }
 
@@ -381,7 +382,7 @@ export function render(root, { params, query: q }) {
       if (err.slug === 'not-waiting') {
         waiting = null;
         message('notice', errorText(err));
-      } else message('error', errorBox(err));
+      } else message('error', errorText(err));
     }
   }
 
@@ -714,7 +715,10 @@ export function render(root, { params, query: q }) {
       waitTimer = later(loadWaiting, 400);
     }
     if (hold && !holdBusy && mineGone && hold.seats.every((l) => grid.seats.get(l) && grid.seats.get(l).state === 'free')) {
-      endHold('Your hold has ended (it ran out of time or was released elsewhere); the seats are on sale again.');
+      // The server's clock ends a hold a little before or after this page's countdown does.
+      const nearEnd = hold.deadline - Date.now() < 3000;
+      endHold(nearEnd ? EXPIRED : 'Your hold has ended (it was released or bought elsewhere); the seats are on sale again.');
+      if (nearEnd) say.textContent = 'Your hold ran out of time.';
     }
     refreshLegend();
   }
