@@ -300,6 +300,25 @@ await t.step('conflict refused by the server: the seat is named and marked at on
   await stale.context().close();
 });
 
+await t.step('best available: the best 3 together in a category, held and marked mine', async () => {
+  await page.getByLabel('Number of seats').selectOption('3');
+  await page.locator('#best-cat').selectOption('platinum');
+  await page.getByRole('button', { name: 'Find and hold the best seats' }).click();
+  await page.getByRole('heading', { name: 'Seats held for you' }).waitFor();
+  const hd = (await t.api('GET', '/api/bookings/my-holds', { token: demoTok })).json.items[0];
+  t.check(hd && hd.seats.length === 3, `held ${JSON.stringify(hd)}`);
+  const nums = hd.seats.map((l) => Number(l.slice(1))).sort((a, b) => a - b);
+  t.check(new Set(hd.seats.map((l) => l[0])).size === 1 && 'IJ'.includes(hd.seats[0][0]), 'one platinum row');
+  t.check(nums[2] - nums[0] === 2, `adjacent seats ${hd.seats}`);
+  for (const l of hd.seats) {
+    t.check((await seatCell(page, l).getAttribute('aria-label')).endsWith('held for you'), `${l} marked mine`);
+  }
+  await page.getByRole('list', { name: 'Held seats' }).getByText(hd.seats[0]).waitFor();
+  await page.getByRole('button', { name: 'Release these seats' }).click();
+  await page.getByText('Your seats were released.').waitFor();
+  for (const l of hd.seats) t.check((await seatCell(page, l).getAttribute('aria-label')).endsWith(', free'), `${l} free again`);
+});
+
 await t.step('my bookings: a hold released, a booking cancelled with the refund shown', async () => {
   const r = await t.api('POST', '/api/bookings/reserve', { token: demoTok, body: { showtime_id: SID, seats: ['H1', 'H2'] } });
   t.check(r.status === 201, 'a hold for the list');

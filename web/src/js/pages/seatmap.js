@@ -48,7 +48,7 @@ export function render(root, { params, query: q }) {
   const help = h(
     'p',
     { id: 'grid-help', class: 'muted sm-help' },
-    'Click seats to choose them, or use the arrow keys to move and Space or Enter to choose.',
+    'The screen is at the top. Click seats to choose them, or use the arrow keys to move and Space or Enter to choose.',
   );
   const head = h('div', { class: 'sm-head' });
   h1.before(head);
@@ -84,6 +84,7 @@ export function render(root, { params, query: q }) {
   let lastReserve = null; // {body, key, retriable}
   let seatStream = null;
   let loaded = false;
+  const form = { count: '2', cat: '', acc: false, method: 'upi' }; // the panel's choices
 
   function view(seat) {
     if (mine.has(seat.label)) return 'mine';
@@ -519,14 +520,21 @@ export function render(root, { params, query: q }) {
     // Best available
     const cats = grid.counts();
     if (!cats.length) return;
-    const count = h('select', { id: 'best-count', dataset: { focusKey: 'best-count' } }, Array.from({ length: MAX_SEATS }, (_, i) => h('option', { value: String(i + 1), selected: i === 1 }, String(i + 1))));
+    // The form's choices live across redraws of the panel (a stream event may redraw it).
+    const count = h(
+      'select',
+      { id: 'best-count', dataset: { focusKey: 'best-count' }, onchange: () => (form.count = count.value) },
+      Array.from({ length: MAX_SEATS }, (_, i) => h('option', { value: String(i + 1), selected: String(i + 1) === form.count }, String(i + 1))),
+    );
     const firstFree = cats.find((c) => c.free > 0) || cats[0];
     const cat = h(
       'select',
-      { id: 'best-cat', dataset: { focusKey: 'best-cat' } },
-      cats.map((c) => h('option', { value: c.name, selected: c === firstFree }, `${c.name}, ${money(c.price)} (${c.free} free)`)),
+      { id: 'best-cat', dataset: { focusKey: 'best-cat' }, onchange: () => (form.cat = cat.value) },
+      cats.map((c) =>
+        h('option', { value: c.name, selected: form.cat ? c.name === form.cat : c === firstFree }, `${c.name}, ${money(c.price)} (${c.free} free)`),
+      ),
     );
-    const acc = h('input', { type: 'checkbox', id: 'best-acc' });
+    const acc = h('input', { type: 'checkbox', id: 'best-acc', checked: form.acc, onchange: () => (form.acc = acc.checked) });
     const go = h(
       'button',
       {
@@ -566,8 +574,13 @@ export function render(root, { params, query: q }) {
   function renderHold(msg) {
     const left = (hold.deadline - Date.now()) / 1000;
     const methodName = 'pay-method';
-    const radios = METHODS.map(([v, t], i) =>
-      h('label', { class: 'method' }, h('input', { type: 'radio', name: methodName, value: v, checked: i === 0 }), h('span', {}, t)),
+    const radios = METHODS.map(([v, t]) =>
+      h(
+        'label',
+        { class: 'method' },
+        h('input', { type: 'radio', name: methodName, value: v, checked: v === form.method, onchange: () => (form.method = v) }),
+        h('span', {}, t),
+      ),
     );
     const pay = h(
       'button',
