@@ -62,7 +62,7 @@ export function apiQuery(s, page) {
   });
 }
 
-const narrow = () => window.matchMedia('(max-width: 700px)').matches;
+const narrow = () => window.matchMedia('(max-width: 900px)').matches;
 const dayFmt = { weekday: 'short', day: 'numeric', month: 'short' };
 const timeFmt = { hour: '2-digit', minute: '2-digit' };
 
