@@ -104,7 +104,8 @@ export async function busy(button, errors, fn) {
 }
 
 // A modal question; resolves true or false. Uses <dialog>, so focus is trapped and Esc works.
-export function confirmDialog(title, body, okText = 'OK') {
+// cancelText names the other choice (default "Cancel").
+export function confirmDialog(title, body, okText = 'OK', cancelText = 'Cancel') {
   return new Promise((resolve) => {
     const ok = h('button', { class: 'primary', value: 'ok' }, okText);
     const dlg = h(
@@ -115,7 +116,7 @@ export function confirmDialog(title, body, okText = 'OK') {
         { method: 'dialog' },
         h('h2', { id: 'dlg-title' }, title),
         typeof body === 'string' ? h('p', {}, body) : body,
-        h('div', { class: 'row end' }, h('button', { value: 'cancel' }, 'Cancel'), ok),
+        h('div', { class: 'row end' }, h('button', { value: 'cancel' }, cancelText), ok),
       ),
     );
     dlg.addEventListener('close', () => {
