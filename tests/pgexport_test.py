@@ -27,7 +27,6 @@ a usherd, and usher-pgexport, then:
 Environment: USHERD, PGEXPORT, BENCH (binaries); USHER_TEST_SEED (default:
 time-based, printed) makes the kill schedule reproducible.
 """
-import glob
 import http.client
 import json
 import os
@@ -75,60 +74,6 @@ os.chmod(H.tmp, 0o755)
 tmp = H.tmp
 procs = H.procs  # everything we started, stopped at exit
 log, fail, check = H.log, H.fail, H.check
-
-
-# ---- PostgreSQL ---------------------------------------------------------------------
-
-
-class Postgres:
-    def __init__(self):
-        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-        if not bins:
-            fail("no PostgreSQL server binaries (tools/install-deps --test installs them)")
-        self.bindir = os.path.dirname(bins[-1])
-        self.dir = os.path.join(tmp, "pg")
-        os.mkdir(self.dir)
-        self.as_user = []
-        if os.geteuid() == 0:
-            shutil.chown(self.dir, "postgres", "postgres")
-            self.as_user = ["runuser", "-u", "postgres", "--"]
-        self.log = os.path.join(self.dir, "server.log")
-        self.run([os.path.join(self.bindir, "initdb"), "-D", self.dir + "/data", "-A", "trust",
-                  "-U", "postgres", "--no-sync", "-E", "UTF8"])
-        opts = (f"-c listen_addresses='' -c unix_socket_directories={self.dir} "
-                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
-        self.run([os.path.join(self.bindir, "pg_ctl"), "-D", self.dir + "/data", "-o", opts,
-                  "-l", self.log, "-w", "start"])
-        log(f"PostgreSQL up on socket dir {self.dir}")
-
-    def run(self, argv):
-        r = subprocess.run(self.as_user + argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           text=True)
-        if r.returncode != 0:
-            fail(f"{argv[0]} failed:\n{r.stdout}", self.log)
-
-    def stop(self):
-        subprocess.run(self.as_user + [os.path.join(self.bindir, "pg_ctl"), "-D",
-                                       self.dir + "/data", "-m", "immediate", "stop"],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def conninfo(self, db):
-        return f"postgresql:///{db}?host={self.dir}&user=postgres"
-
-    def createdb(self, db):
-        self.sql("postgres", f"CREATE DATABASE {db}")
-
-    def sql(self, db, query):
-        r = subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-At", "-F", "\t",
-                            "-h", self.dir, "-U", "postgres", "-d", db, "-c", query],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        if r.returncode != 0:
-            fail(f"psql on {db}: {r.stderr.strip()}\nquery: {query}")
-        return [line.split("\t") for line in r.stdout.splitlines()]
-
-    def one(self, db, query):
-        rows = self.sql(db, query)
-        return rows[0][0] if rows else None
 
 
 # ---- usherd and the exporter -------------------------------------------------------------
@@ -600,7 +545,7 @@ def phase_bootstrap(pg, srv, ex):
 def main():
     log(f"seed {SEED}, work dir {tmp}")
     global PG
-    pg = PG = Postgres()
+    pg = PG = usherlib.Postgres(H)  # stopped in the finally below
     for db in ("a", "b", "d"):
         pg.createdb(db)
     srv = Usherd("usher", free_port())

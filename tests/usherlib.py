@@ -1,4 +1,5 @@
-"""What the end-to-end Python tests share (onsale_api_test.py, sse_test.py, pgexport_test.py).
+"""What the end-to-end Python tests share (onsale_api_test.py, sse_test.py, pgexport_test.py,
+pgexport_http_test.py).
 
 A Harness is one test run: its temp dir, the processes it started, how it logs
 and how it fails (printing the tail of usherd's stderr). Usherd is the server
@@ -12,6 +13,7 @@ whatever directory it is run in:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import usherlib
 """
+import glob
 import http.client
 import json
 import os
@@ -288,3 +290,65 @@ class Api:
                           {"email": email, "password": pw, "name": name})
         self.h.check(st in (201, 409), f"register {email}: {st}")
         return self.login(email, pw)
+
+
+class Postgres:
+    """A throwaway PostgreSQL cluster: initdb and pg_ctl on a private Unix socket in the
+    harness's temp dir (as the `postgres` user when run as root, since initdb refuses root);
+    stop() at the end. Used by pgexport_test.py and pgexport_http_test.py."""
+
+    def __init__(self, h):
+        """initdb and pg_ctl start in h.tmp/pg; fails the test when they fail."""
+        self.h = h
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+        if not bins:
+            self.h.fail("no PostgreSQL server binaries (tools/install-deps --test installs them)")
+        self.bindir = os.path.dirname(bins[-1])
+        self.dir = os.path.join(h.tmp, "pg")
+        os.mkdir(self.dir)
+        self.as_user = []
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "postgres", "postgres")
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+        self.log = os.path.join(self.dir, "server.log")
+        self.run([os.path.join(self.bindir, "initdb"), "-D", self.dir + "/data", "-A", "trust",
+                  "-U", "postgres", "--no-sync", "-E", "UTF8"])
+        self.start()
+        h.log(f"PostgreSQL up on socket dir {self.dir}")
+
+    def start(self):
+        """pg_ctl start, waiting until it accepts connections (again, after stop())."""
+        opts = (f"-c listen_addresses='' -c unix_socket_directories={self.dir} "
+                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
+        self.run([os.path.join(self.bindir, "pg_ctl"), "-D", self.dir + "/data", "-o", opts,
+                  "-l", self.log, "-w", "start"])
+
+    def run(self, argv):
+        r = subprocess.run(self.as_user + argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True)
+        if r.returncode != 0:
+            self.h.fail(f"{argv[0]} failed:\n{r.stdout}", self.log)
+
+    def stop(self, mode="immediate"):
+        """pg_ctl stop -m mode (immediate: like a crash)."""
+        subprocess.run(self.as_user + [os.path.join(self.bindir, "pg_ctl"), "-D",
+                                       self.dir + "/data", "-m", mode, "stop"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def conninfo(self, db):
+        return f"postgresql:///{db}?host={self.dir}&user=postgres"
+
+    def createdb(self, db):
+        self.sql("postgres", f"CREATE DATABASE {db}")
+
+    def sql(self, db, query):
+        r = subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-At", "-F", "\t",
+                            "-h", self.dir, "-U", "postgres", "-d", db, "-c", query],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        if r.returncode != 0:
+            self.h.fail(f"psql on {db}: {r.stderr.strip()}\nquery: {query}")
+        return [line.split("\t") for line in r.stdout.splitlines()]
+
+    def one(self, db, query):
+        rows = self.sql(db, query)
+        return rows[0][0] if rows else None

@@ -14,6 +14,8 @@
  *
  * docs/analytics.md describes the schema and the analytics views.
  */
+#include "auth.h"
+#include "http.h"
 #include "pgexport_migrations.h"
 
 #include <errno.h>
@@ -31,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
@@ -53,6 +56,18 @@ static const char *usage_text =
     "  --stats-interval S   a stats line every S seconds on stderr (default 10; 0: never)\n"
     "  --migrate-only       create or migrate the schema, then exit\n"
     "  -h, --help           this text\n"
+    "\n"
+    "Analytics over HTTP (GET /api/analytics/*, JSON, for usherd's admins):\n"
+    "  --http HOST:PORT     serve them there, e.g. 127.0.0.1:8081 (or USHER_EXPORT_HTTP);\n"
+    "                       needs usherd's JWT signing secret:\n"
+    "  --jwt-secret-file F  usherd's DATA_DIR/jwt.secret (USHER_JWT_SECRET, the secret\n"
+    "                       itself, wins when set, as in usherd)\n"
+    "  --http-allow-origin O  a browser origin allowed by CORS, e.g.\n"
+    "                       http://127.0.0.1:8080; repeatable or comma-separated\n"
+    "                       (or USHER_EXPORT_HTTP_ALLOW_ORIGIN)\n"
+    "  --http-tz TZ         the requests' default time zone (default UTC; or\n"
+    "                       USHER_EXPORT_HTTP_TZ), e.g. Asia/Kolkata\n"
+    "  --http-statement-timeout MS  per SQL statement (default 5000)\n"
     "\n"
     "Logs are logfmt lines on stderr. On exit it prints one summary line with events,\n"
     "batches and the lag between an event's time and its commit (p50, p99, max, in ms).\n";
@@ -990,12 +1005,54 @@ static void usage_fail(const char *msg, const char *arg)
     exit(2);
 }
 
+/* usherd's token key, for --http: USHER_JWT_SECRET when set, else the secret file, as
+ * usherd resolves it. Unlike usherd, a missing file is an error: a new secret would
+ * match no token. Exits 2 on failure. */
+static void http_jwt_key(const char *file, auth_jwt_key *key)
+{
+    const char *env = getenv(AUTH_SECRET_ENV);
+    if (env == NULL && file == NULL)
+        usage_fail("--http needs usherd's JWT signing secret: --jwt-secret-file "
+                   "DATA_DIR/jwt.secret (usherd's) or USHER_JWT_SECRET",
+                   NULL);
+    struct stat st;
+    if (env == NULL && lstat(file, &st) != 0) {
+        fprintf(stderr,
+                "usher-pgexport: --jwt-secret-file %s: %s (it is usherd's "
+                "DATA_DIR/jwt.secret, made at usherd's first start)\n",
+                file, strerror(errno));
+        exit(2);
+    }
+    if (auth_init() != 0)
+        usage_fail("cannot initialise libsodium", NULL);
+    uint8_t secret[AUTH_SECRET_MAX];
+    size_t len = 0;
+    int rc = auth_secret_resolve(env, file, secret, &len);
+    if (rc == 0)
+        rc = auth_jwt_key_init(key, secret, len, "usher", "usher-api", 30);
+    memset(secret, 0, sizeof(secret));
+    if (rc != 0) {
+        fprintf(stderr, "usher-pgexport: the JWT secret (%s) is unusable: %s\n",
+                env != NULL ? AUTH_SECRET_ENV : file, auth_strerror(rc));
+        exit(2);
+    }
+}
+
 int main(int argc, char **argv)
 {
     const char *source = getenv("USHER_EXPORT_SOURCE");
     const char *token = getenv("USHER_EXPORT_TOKEN");
     const char *token_file = NULL;
     cfg.pg = getenv("USHER_EXPORT_PG");
+    static pgx_http_config hc = {.tz = "UTC", .statement_timeout_ms = 5000, .log = logf_};
+    const char *secret_file = NULL;
+    char err[512];
+    hc.listen = getenv("USHER_EXPORT_HTTP");
+    if (getenv("USHER_EXPORT_HTTP_TZ") != NULL)
+        hc.tz = getenv("USHER_EXPORT_HTTP_TZ");
+    if (getenv("USHER_EXPORT_HTTP_ALLOW_ORIGIN") != NULL &&
+        !pgx_http_add_origins(&hc, getenv("USHER_EXPORT_HTTP_ALLOW_ORIGIN"), err, sizeof(err)))
+        usage_fail("USHER_EXPORT_HTTP_ALLOW_ORIGIN: ", err);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -1017,6 +1074,21 @@ int main(int argc, char **argv)
             token = v;
         } else if (strcmp(a, "--token-file") == 0) {
             token_file = v;
+        } else if (strcmp(a, "--http") == 0) {
+            hc.listen = v;
+        } else if (strcmp(a, "--jwt-secret-file") == 0) {
+            secret_file = v;
+        } else if (strcmp(a, "--http-allow-origin") == 0) {
+            if (!pgx_http_add_origins(&hc, v, err, sizeof(err)))
+                usage_fail("--http-allow-origin: ", err);
+        } else if (strcmp(a, "--http-tz") == 0) {
+            hc.tz = v;
+        } else if (strcmp(a, "--http-statement-timeout") == 0) {
+            char *end;
+            unsigned long n = strtoul(v, &end, 10);
+            if (*end != '\0' || v[0] == '-' || n < 10 || n > 600000)
+                usage_fail("--http-statement-timeout must be 10..600000 ms, not ", v);
+            hc.statement_timeout_ms = (uint32_t)n;
         } else if (strcmp(a, "--batch") == 0 || strcmp(a, "--stats-interval") == 0) {
             char *end;
             unsigned long n = strtoul(v, &end, 10);
@@ -1036,6 +1108,14 @@ int main(int argc, char **argv)
     }
     if (cfg.pg == NULL)
         usage_fail("--pg is required", NULL);
+    if (hc.listen != NULL && hc.listen[0] == '\0')
+        hc.listen = NULL;
+    if (hc.listen != NULL) {
+        http_jwt_key(secret_file, &hc.jwt);
+        if (strlen(hc.tz) == 0 || strlen(hc.tz) > PGX_TZ_MAX)
+            usage_fail("--http-tz must be a time zone name such as Asia/Kolkata, not ", hc.tz);
+        hc.pg = cfg.pg;
+    }
     if (token_file != NULL) {
         FILE *f = fopen(token_file, "r");
         if (f == NULL || fgets(cfg.token, sizeof(cfg.token), f) == NULL)
@@ -1070,6 +1150,16 @@ int main(int argc, char **argv)
         return 0;
     if (source == NULL || !parse_source(source))
         usage_fail("--source must be http://HOST:PORT, not ", source != NULL ? source : "(none)");
+    /* Before the source is asked anything: the dashboard works while usherd is away. */
+    pgx_http *http = NULL;
+    if (hc.listen != NULL) {
+        http = pgx_http_start(&hc, err, sizeof(err));
+        memset(&hc.jwt, 0, sizeof(hc.jwt)); /* the server has its copy */
+        if (http == NULL) {
+            logf_("error", "cannot serve analytics over HTTP", "error=\"%s\"", err);
+            return 1;
+        }
+    }
 
     backoff = BACKOFF_MIN_MS;
     int n;
@@ -1077,12 +1167,15 @@ int main(int argc, char **argv)
         if (n == -2)
             logf_("error", "the source refused our token", "hint=\"%s\"",
                   "--token must be an admin login token or usherd's replication token");
-        if (atomic_load(&stopping))
+        if (atomic_load(&stopping)) {
+            pgx_http_stop(http);
             return 1;
+        }
         nap(backoff_next(&backoff));
     }
     if (n < 1 || n > SHARDS_MAX) {
         logf_("error", "the source reports an impossible shard count", "shards=%d", n);
+        pgx_http_stop(http);
         return 1;
     }
     nshards = (uint32_t)n;
@@ -1093,6 +1186,10 @@ int main(int argc, char **argv)
         uv_mutex_init(&shards[i].st.mu);
         if (uv_thread_create(&shards[i].thread, shard_main, &shards[i]) != 0) {
             logf_("error", "cannot start a thread", "shard=%" PRIu32, i);
+            atomic_store(&stopping, true);
+            for (uint32_t j = 0; j < i; j++)
+                uv_thread_join(&shards[j].thread);
+            pgx_http_stop(http);
             return 1;
         }
     }
@@ -1104,6 +1201,7 @@ int main(int argc, char **argv)
             next_stats += cfg.stats_interval_s * 1000ull;
         }
     }
+    pgx_http_stop(http);
     for (uint32_t i = 0; i < nshards; i++)
         uv_thread_join(&shards[i].thread);
     stats_line(true);
