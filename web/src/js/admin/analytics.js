@@ -26,9 +26,8 @@ async function charts() {
   if (!chartLib) {
     chartLib = (async () => {
       if (!window.Chart) await loadScript('/vendor/chart.umd.min.js');
-      if (!window.ChartMatrix) await loadScript('/vendor/chartjs-chart-matrix.min.js');
-      const { MatrixController, MatrixElement } = window.ChartMatrix;
-      window.Chart.register(MatrixController, MatrixElement);
+      // The plugin's UMD file registers its matrix chart type with window.Chart itself.
+      if (!window['chartjs-chart-matrix']) await loadScript('/vendor/chartjs-chart-matrix.min.js');
       window.Chart.defaults.font.family = getComputedStyle(document.body).fontFamily;
       window.Chart.defaults.color = '#1b1f24';
       return window.Chart;
@@ -212,7 +211,7 @@ export async function render(root) {
     load(S.by, `/api/analytics/revenue-by?${p}&dim=${dim.value}`, `revenue-by-${dim.value}`, (a) => ({
       type: 'bar',
       data: {
-        labels: a.rows.map((r) => r.label),
+        labels: a.rows.map((r) => r.label ?? `#${r.key}`),
         datasets: [{ label: 'Net (₹)', data: rupees(a.rows, 'net'), backgroundColor: '#0b57d0' }],
       },
       options: { indexAxis: 'y', plugins: { legend: { display: false } } },
@@ -225,7 +224,7 @@ export async function render(root) {
           datasets: [
             {
               label: 'Bookings',
-              data: a.rows.map((r) => ({ x: r.hour, y: DAYS[r.dow - 1], v: r.bookings })),
+              data: a.rows.map((r) => ({ x: r.hour, y: DAYS[r.isodow - 1], v: r.bookings })),
               backgroundColor: (c) => `rgba(11, 87, 208, ${0.08 + 0.92 * ((c.raw && c.raw.v) || 0) / max})`,
               borderColor: '#ffffff',
               borderWidth: 1,
@@ -249,13 +248,13 @@ export async function render(root) {
     load(S.conversion, `/api/analytics/conversion?${p}`, 'conversion', (a) =>
       line(
         a.rows.map((r) => String(r.day).slice(0, 10)),
-        [{ label: 'Holds that became bookings (%)', data: a.rows.map((r) => (r.rate || 0) * 100), borderColor: '#146c2e', backgroundColor: '#146c2e' }],
+        [{ label: 'Holds that became bookings (%)', data: a.rows.map((r) => (r.rate === null ? null : r.rate * 100)), borderColor: '#146c2e', backgroundColor: '#146c2e' }],
       ),
     );
     load(S.cancellations, `/api/analytics/cancellations?${p}`, 'cancellations', (a) =>
       line(
         a.rows.map((r) => String(r.day).slice(0, 10)),
-        [{ label: 'Sales cancelled (%)', data: a.rows.map((r) => (r.rate || 0) * 100), borderColor: '#b3261e', backgroundColor: '#b3261e' }],
+        [{ label: 'Sales cancelled (%)', data: a.rows.map((r) => (r.rate === null ? null : r.rate * 100)), borderColor: '#b3261e', backgroundColor: '#b3261e' }],
       ),
     );
     load(S.top, `/api/analytics/top-users?${p}&limit=10`, 'top-users', (a) => ({
@@ -293,6 +292,6 @@ export async function render(root) {
 
 function healthText(hh) {
   if (!hh || !Array.isArray(hh.shards)) return 'Exported from usherd into PostgreSQL.';
-  const parts = hh.shards.map((s) => `shard ${s.shard}: LSN ${s.lsn}`);
-  return `Exported from usherd into PostgreSQL (${parts.join(', ')}).`;
+  const parts = hh.shards.map((s) => `shard ${s.shard}: LSN ${s.lsn}${s.updated_at ? `, ${new Date(s.updated_at).toLocaleTimeString()}` : ''}`);
+  return `Exported from usherd into PostgreSQL up to: ${parts.join('; ')}.`;
 }
