@@ -1,6 +1,6 @@
 # Thin wrapper over meson. Two build trees:
 #   build-asan/     debug + AddressSanitizer + UndefinedBehaviorSanitizer (make test)
-#   build-release/  optimized, asserts still on (make bench)
+#   build-release/  optimized, asserts off: NDEBUG, meson.build b_ndebug=if-release (make bench, make run)
 .PHONY: all deps test-deps bench-deps web test bench run format clean
 
 ASAN_DIR    := build-asan

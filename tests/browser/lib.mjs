@@ -266,6 +266,19 @@ export class Harness {
     }
   }
 
+  // A step that provokes refusals on purpose takes the browser's console lines about them off
+  // the list that fails the test at its end: the lines matching `re` (from page `label`, if
+  // given), exactly `n` of them, or at least `n` with atLeast.
+  expectConsole(re, n, { label = null, atLeast = false } = {}) {
+    let found = 0;
+    this.console = this.console.filter((l) => {
+      const hit = (!label || l.startsWith(`[${label}] `)) && re.test(l) && (atLeast || found < n);
+      if (hit) found++;
+      return !hit;
+    });
+    this.check(atLeast ? found >= n : found === n, `expected ${atLeast ? 'at least ' : ''}${n} console lines matching ${re}, found ${found}`);
+  }
+
   // The test's end: closes everything; console errors from the pages fail the test.
   async finish() {
     const errors = this.console.filter((l) => /error/i.test(l) && !/status of (401|404|409|410|429)/.test(l));

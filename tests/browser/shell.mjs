@@ -1,10 +1,11 @@
 // The shell: log in through the form (wrong password first: the error in words), the
 // navigation changes with the session, a reload keeps it, log out ends it, an admin page
 // asks a customer to log in as an admin, an unknown page says so; a phone-sized viewport too.
+// Without usherd --analytics-url, the analytics page says how to set analytics up.
 import { Harness } from './lib.mjs';
 
 const t = new Harness('shell');
-const { demo } = await t.startUsherd();
+const { demo, admin } = await t.startUsherd();
 await t.launch();
 const page = await t.newPage('customer');
 
@@ -56,6 +57,15 @@ await t.step('the login page on a phone-sized viewport', async () => {
   const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   t.check(overflow <= 0, `the page is ${overflow} px wider than the phone`);
   await t.screenshot(phone, 'login-phone');
+});
+
+await t.step('analytics without --analytics-url explains how to set it up', async () => {
+  await t.uiLogin(page, admin);
+  await page.getByRole('link', { name: 'Admin' }).waitFor();
+  await page.goto('/#/admin/analytics');
+  await page.getByText('which is not configured for this server').waitFor();
+  await page.getByText('--analytics-url http://127.0.0.1:8081').waitFor();
+  t.check((await page.locator('canvas').count()) === 0, 'no charts without an analytics server');
 });
 
 await t.finish();

@@ -106,6 +106,19 @@ function priceList(prices) {
     .join(' · ');
 }
 
+// A search box filtering the list by query parameter `name`, debounced.
+function textFilter(state, reload, name, label) {
+  const input = h('input', { type: 'search', name, value: state.filters[name] || '' });
+  input.addEventListener(
+    'input',
+    debounce(() => {
+      state.filters[name] = input.value.trim();
+      reload(1);
+    }, 300),
+  );
+  return field(label, input);
+}
+
 // ---- the four kinds ---------------------------------------------------------------------
 
 const KINDS = {
@@ -114,17 +127,7 @@ const KINDS = {
     noun: 'theater',
     path: '/api/theaters',
     describe: (x) => x.name,
-    filters: (state, lk, reload) => {
-      const city = h('input', { type: 'search', name: 'city', value: state.filters.city || '' });
-      city.addEventListener(
-        'input',
-        debounce(() => {
-          state.filters.city = city.value.trim();
-          reload(1);
-        }, 300),
-      );
-      return [field('City (exact)', city)];
-    },
+    filters: (state, lk, reload) => [textFilter(state, reload, 'city', 'City (exact)')],
     columns: [
       { label: 'Name', cell: (x) => x.name },
       { label: 'City', cell: (x) => x.city },
@@ -172,17 +175,7 @@ const KINDS = {
     noun: 'movie',
     path: '/api/movies',
     describe: (x) => x.title,
-    filters: (state, lk, reload) => {
-      const q = h('input', { type: 'search', name: 'q', value: state.filters.q || '' });
-      q.addEventListener(
-        'input',
-        debounce(() => {
-          state.filters.q = q.value.trim();
-          reload(1);
-        }, 300),
-      );
-      return [field('Title contains', q)];
-    },
+    filters: (state, lk, reload) => [textFilter(state, reload, 'q', 'Title contains')],
     columns: [
       { label: 'Title', cell: (x) => x.title },
       { label: 'Minutes', cell: (x) => x.duration_min, num: true },
