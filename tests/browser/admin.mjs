@@ -309,6 +309,7 @@ await t.step('Pause holds new lines back; Resume shows them', async () => {
   t.check((await held.count()) === 0, 'a paused feed shows no new line');
   await page.getByRole('button', { name: 'Resume' }).click();
   await held.waitFor({ timeout: 1000 });
+  t.check(!/paused/.test(await page.locator('.stream-state').textContent()), 'the state no longer says paused');
   const rel = await api('DELETE', `/api/holds/${hold.json.hold_id}`, undefined, customer);
   t.check(rel.status === 204, `release ${rel.status}`);
   await page.locator('.feed li[data-type="hold.released"]').filter({ hasText: 'Seats E1 ' }).waitFor({ timeout: 3000 });

@@ -183,6 +183,7 @@ function feedSection(stops, isAlive) {
       for (const l of lines) insert(l);
     }
     pauseBtn.textContent = paused ? 'Resume' : 'Pause';
+    setState();
   });
 
   function setState() {
@@ -276,7 +277,7 @@ function feedSection(stops, isAlive) {
         const parts = [];
         if (seats) parts.push(h('span', { class: 'seats' }, `Seats ${seats}`));
         if (x.amount !== undefined) parts.push(h('span', { class: 'amount' }, money(x.amount)));
-        if (x.method) parts.push(h('span', { class: 'method' }, `paid by ${METHOD[x.method] || x.method}`));
+        if (x.method) parts.push(h('span', { class: 'feed-method' }, `paid by ${METHOD[x.method] || x.method}`));
         if (x.note) parts.push(h('span', { class: 'note' }, x.note));
         parts.forEach((p, i) => {
           if (i) what.append(' · ');

@@ -315,7 +315,7 @@ export function render(root, { query: q }) {
     h('summary', {}, 'Filters and sorting'),
     h(
       'form',
-      { class: 'filters', 'aria-label': 'Filters', onsubmit: (ev) => ev.preventDefault() },
+      { class: 'browse-filters', 'aria-label': 'Filters', onsubmit: (ev) => ev.preventDefault() },
       field('Date (UTC day)', date),
       field('City', city),
       field('Theater', theaterSel),
@@ -490,7 +490,7 @@ export function render(root, { query: q }) {
       requestAnimationFrame(() => window.scrollTo(0, y));
     }
   }
-  const empty = h('div', { class: 'empty' });
+  const empty = h('div', { class: 'browse-empty' });
   const tail = h('div', {});
 
   function showtimeRow(s) {
