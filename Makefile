@@ -54,6 +54,7 @@ run: all web
 	@echo "usherd: Ctrl-C stops it (final snapshots, WAL sync); data in ./data"
 	@echo "usherd: the first start creates a demo catalog and prints two accounts' passwords"
 	@echo "usherd: rate limits at their defaults (docs/api.md, Rate limits)"
+	@echo "usherd: the booking pages and the admin dashboard: http://127.0.0.1:8080/ (docs/web.md)"
 	./$(RELEASE_DIR)/net/usherd --listen 127.0.0.1:8080 --data-dir ./data --demo --web-root ./$(WEB_DIR)
 
 format:
