@@ -846,7 +846,9 @@ def test_pipelined(u, show, a):
         probe = DurableProbe(SHARD_OF[show])
         s = Stream(f"pipelined {show}", sock=sock, send=False)
         s.on_event = probe
-        for ev in s.feed(rest):
+        # The reserve's answer and the stream's head may come in one read or two: feed
+        # only bytes (feed(b"") means the peer closed).
+        for ev in s.feed(rest) if rest else []:
             probe(ev)
         s.read_until(lambda x: x.status is not None, 10, "the stream's answer")
         if s.status == 400:
