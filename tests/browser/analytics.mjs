@@ -126,9 +126,10 @@ await t.step('a table downloads as CSV with its columns and rows', async () => {
   const file = path.join(t.tmp, 'top.csv');
   await download.saveAs(file);
   const lines = fs.readFileSync(file, 'utf8').trim().split('\r\n');
-  t.check(lines[0] === 'user_id,name,email,bookings,tickets,gross,refunds,net', `CSV header: ${lines[0]}`);
+  t.check(lines[0] === 'user_id,name,email,bookings,tickets,gross_inr,refunds_inr,net_inr', `CSV header: ${lines[0]}`);
   const buyer = lines.find((l) => l.includes('buyer@example.com'));
-  t.check(buyer && buyer.endsWith(`,${expected.gross},${expected.refunds},${expected.net}`), `CSV row: ${buyer}`);
+  const inr = (minor) => (minor / 100).toFixed(2);
+  t.check(buyer && buyer.endsWith(`,${inr(expected.gross)},${inr(expected.refunds)},${inr(expected.net)}`), `CSV row: ${buyer}`);
   t.check(/^usher-top-users-\d{4}-\d\d-\d\d-\d{4}-\d\d-\d\d\.csv$/.test(download.suggestedFilename()), download.suggestedFilename());
 });
 

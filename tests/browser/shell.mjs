@@ -32,6 +32,16 @@ await t.step('log in, the session survives a reload, not the tab', async () => {
   t.check(stored.local.length === 0 && stored.cookie === '', 'no token in localStorage or cookies');
 });
 
+await t.step('the skip link moves the focus to the page and keeps it', async () => {
+  await page.goto('/#/bookings');
+  await page.getByRole('heading', { name: 'My bookings' }).waitFor();
+  await page.getByRole('link', { name: 'Skip to content' }).focus();
+  await page.keyboard.press('Enter');
+  t.check((await page.evaluate(() => document.activeElement.id)) === 'main', 'focus on main');
+  t.check((await page.getByRole('heading', { name: 'My bookings' }).count()) === 1, 'still on My bookings');
+  t.check(page.url().endsWith('#/bookings'), `the address stays: ${page.url()}`);
+});
+
 await t.step('a customer on an admin page is told so', async () => {
   await page.goto('/#/admin');
   await page.getByRole('alert').filter({ hasText: 'for administrators' }).waitFor();

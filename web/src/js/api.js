@@ -191,23 +191,28 @@ async function readLines(res, onLine, signal) {
   const reader = res.body.getReader();
   const dec = new TextDecoder();
   let buf = '';
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    buf += dec.decode(value, { stream: true });
-    let nl;
-    while ((nl = buf.indexOf('\n')) >= 0) {
-      let line = buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
-      if (line.endsWith('\r')) line = line.slice(0, -1);
-      if (onLine(line) === false) {
-        reader.cancel().catch(() => {});
-        return false;
+  let ended = false;
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) {
+        ended = true;
+        return true;
       }
-      if (signal.aborted) return false;
+      buf += dec.decode(value, { stream: true });
+      let nl;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        let line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        if (line.endsWith('\r')) line = line.slice(0, -1);
+        if (onLine(line) === false || signal.aborted) return false;
+      }
     }
+  } finally {
+    // Whatever ends the reading (the caller, an abort, an exception in onLine) closes the
+    // connection: an open one would hold one of the browser's six per host.
+    if (!ended) reader.cancel().catch(() => {});
   }
-  return true;
 }
 
 // Server-Sent Events over fetch. stream(path, {onEvent(name, data, id), onState(state, info)})
@@ -231,6 +236,7 @@ export function stream(path, { onEvent, onState = () => {}, lastEventId = null }
         if (!res.ok) {
           const err = await toError(res);
           if (res.status >= 500) throw err;
+          if (err.status === 401 && err.slug === 'invalid-token' && session()) setSession(null);
           onState('failed', err);
           return;
         }

@@ -79,6 +79,8 @@ function markCurrent() {
 }
 
 async function route() {
+  // Only '#/...' is a page: an in-page anchor such as the skip link's '#main' is not.
+  if (location.hash && !location.hash.startsWith('#/')) return;
   const my = ++generation;
   if (cleanup) {
     try {
@@ -113,8 +115,10 @@ async function route() {
         return;
       }
       if (typeof done === 'function') cleanup = done;
+      // The new page's heading takes the focus (screen readers announce it), unless the page
+      // put it somewhere itself (a form's first field).
       const h1 = main.querySelector('h1');
-      if (h1 && document.activeElement === document.body) h1.focus({ preventScroll: true });
+      if (h1 && !root.contains(document.activeElement)) h1.focus({ preventScroll: true });
     } catch (e) {
       if (my === generation) main.append(errorBox(e));
     }
@@ -124,8 +128,18 @@ async function route() {
   main.append(h('h1', {}, 'Page not found'), h('p', {}, h('a', { href: '#/' }, 'See the showtimes')));
 }
 
-onSessionChange(() => {
+// A session that ends (log out, or an expired token refused by the server) leaves pages that
+// need one: routing again sends the visitor to the login page.
+onSessionChange((s) => {
   renderNav();
+  if (!s) {
+    const { path } = currentPath();
+    if (ROUTES.some(([re, , , needs]) => needs && re.test(path))) route();
+  }
+});
+document.querySelector('.skip').addEventListener('click', (ev) => {
+  ev.preventDefault();
+  document.getElementById('main').focus();
 });
 window.addEventListener('hashchange', route);
 renderNav();

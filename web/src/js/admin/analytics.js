@@ -36,7 +36,8 @@ async function charts() {
   return chartLib;
 }
 
-const iso = (d) => d.toISOString().slice(0, 10);
+// A local calendar day as YYYY-MM-DD (toISOString() would give the UTC day).
+const iso = (d) => `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
 const money_cols = new Set(['gross', 'refunds', 'net', 'revenue', 'spent', 'amount', 'avg_price', 'lifetime_net']);
 const rate_cols = new Set(['rate', 'conversion_rate', 'cancellation_rate', 'occupancy']);
 
@@ -171,16 +172,29 @@ export async function render(root) {
     s.body.append(table(answer, s.el.querySelector('h2').textContent));
     if (answer.truncated) s.body.append(h('p', { class: 'muted' }, 'Only the first rows are shown (the server\u2019s row limit).'));
     s.csv.disabled = false;
-    s.csv.onclick = () =>
-      downloadCsv(`usher-${name}-${from.value}-${to.value}.csv`, answer.columns.map((c) => ({ key: c })), answer.rows);
+    // The file is named for the range the answer covers (not the inputs, which may have changed
+    // since), and money is in rupees like the table, in columns that say so.
+    const cols = answer.columns.map((c) => (money_cols.has(c) ? { key: c, label: `${c}_inr` } : { key: c }));
+    const rows = answer.rows.map((r) => {
+      const o = { ...r };
+      for (const c of answer.columns) if (money_cols.has(c) && typeof o[c] === 'number') o[c] = (o[c] / 100).toFixed(2);
+      return o;
+    });
+    s.csv.onclick = () => downloadCsv(`usher-${name}-${answer.from}-${answer.to}.csv`, cols, rows);
     if (config) draw(s, config);
   }
 
+  // Each section draws only its newest answer, and nothing after the page was left: the
+  // exporter answers one request at a time, so answers can come late and out of order.
+  let alive = true;
   async function load(s, path, name, configOf) {
+    const my = (s.seq = (s.seq || 0) + 1);
     try {
       const answer = await fetchJson(path);
+      if (!alive || my !== s.seq) return;
       fill(s, answer, name, configOf(answer));
     } catch (e) {
+      if (!alive || my !== s.seq) return;
       clear(s.body).append(errorBox(e));
       s.csv.disabled = true;
       if (s.chart) {
@@ -286,6 +300,7 @@ export async function render(root) {
   loadAll();
 
   return () => {
+    alive = false;
     for (const s of Object.values(S)) if (s.chart) s.chart.destroy();
   };
 }

@@ -413,7 +413,10 @@ export async function render(root, { params }) {
   const filterBox = h('div', { class: 'filters row' }, kind.filters(state, lk, (p) => load(p)));
   root.append(h('div', { class: 'toolbar row' }, filterBox, h('div', { class: 'grow' }), newButton), formSlot, messages, listBox);
 
+  // Only the newest list request draws: an older, slower answer for other filters is dropped.
+  let loadSeq = 0;
   async function load(page = state.page) {
+    const my = ++loadSeq;
     const params = {
       ...(kind.listParams ? kind.listParams(state) : {}),
       ...(kind.filterParams ? kind.filterParams(state.filters) : state.filters),
@@ -427,10 +430,10 @@ export async function render(root, { params }) {
       }
       r = await get(`${kind.path}${query({ ...params, page })}`);
     } catch (e) {
-      if (alive) clear(listBox).append(errorBox(e));
+      if (alive && my === loadSeq) clear(listBox).append(errorBox(e));
       return;
     }
-    if (!alive) return;
+    if (!alive || my !== loadSeq) return;
     state.page = page;
     renderList(r);
   }

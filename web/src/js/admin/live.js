@@ -76,24 +76,30 @@ export async function render(root) {
   let upcoming = [];
   let upcomingTotal = 0;
   let loading = null;
+  let loadingFor = null;
+  // A refresh already under way is shared, unless it was asked for another theater: then a
+  // new one starts and the old answer is dropped.
   async function refreshUpcoming() {
-    if (loading) return loading;
-    loading = (async () => {
+    if (loading && loadingFor === filter.theater) return loading;
+    const want = filter.theater;
+    loadingFor = want;
+    const p = (async () => {
       try {
-        const r = await get(`/api/showtimes${query({ sort: 'time', limit: 100, theater_id: filter.theater })}`);
-        if (!alive) return;
+        const r = await get(`/api/showtimes${query({ sort: 'time', limit: 100, theater_id: want })}`);
+        if (!alive || want !== filter.theater) return;
         upcoming = r.items;
         upcomingTotal = r.total;
         for (const st of upcoming) putEntity('showtimes', st.id, st);
         occ.show(upcoming, upcomingTotal);
         queues.showtimes(upcoming);
       } catch (e) {
-        if (alive) occ.fail(e);
+        if (alive && want === filter.theater) occ.fail(e);
       } finally {
-        loading = null;
+        if (loading === p) loading = null;
       }
     })();
-    return loading;
+    loading = p;
+    return p;
   }
   const refreshAlerts = async () => {
     if (!upcoming.length) await refreshUpcoming();
@@ -581,6 +587,26 @@ function feedSection(stops, isAlive) {
       }
     }, 1000);
     stops.push(() => clearInterval(watchdog));
+    // A hidden tab lets its streams go: each holds one of the six connections a browser keeps
+    // per host (usherd speaks HTTP/1.1), and a few dashboards left open in the background
+    // would stall every other request to usherd. Back in view, each shard goes on from its
+    // next LSN, so nothing is missed.
+    const onVisibility = () => {
+      for (const s of shards) {
+        if (document.hidden) {
+          s.gen++;
+          clearTimeout(s.timer);
+          if (s.conn) s.conn.close();
+          s.conn = null;
+          s.state = 'paused';
+        } else if (s.state === 'paused') {
+          openShard(s, s.next);
+        }
+      }
+      setState();
+    };
+    document.addEventListener('visibilitychange', onVisibility);
+    stops.push(() => document.removeEventListener('visibilitychange', onVisibility));
   }
   stops.push(() => {
     for (const s of shards) {
