@@ -110,10 +110,16 @@ await t.step('waiting list: a sold-out show offers it; an offer arrives as a hol
   await t.screenshot(page, 'waitlist');
 
   // The other buyer lets the seats go: the first waiter gets an offer (a hold), which the
-  // page shows without a reload.
+  // page shows without a reload. The page's first look at its place after that fails (503):
+  // it keeps its place and asks again at the next poll (10 s) rather than giving up.
+  await page.route(`**/api/showtimes/${st.id}/waitlist`, (route) =>
+    route.request().method() === 'GET'
+      ? route.fulfill({ status: 503, contentType: 'application/problem+json', headers: { 'Retry-After': '1' }, body: JSON.stringify({ type: 'https://usher.invalid/problems/overloaded', title: 'overloaded', status: 503 }) })
+      : route.continue(), { times: 1 });
   const rel = await t.api('DELETE', `/api/holds/${full.json.hold_id}`, { token: otherTok });
   t.check(rel.status === 204, 'released');
-  await page.getByRole('heading', { name: 'Seats from the waiting list, held for you' }).waitFor({ timeout: 5000 });
+  await page.getByRole('heading', { name: 'Seats from the waiting list, held for you' }).waitFor({ timeout: 15000 });
+  t.expectConsole(/status of 503/, 0, { atLeast: true });
   const offer = (await t.api('GET', '/api/bookings/my-holds', { token: demoTok })).json.items[0];
   t.check(offer && offer.source === 'waitlist' && offer.showtime_id === st.id, `offer ${JSON.stringify(offer)}`);
   t.check((await seatCell(page, offer.seats[0]).getAttribute('aria-label')).endsWith('held for you'), 'the offered seat is marked mine');

@@ -319,6 +319,110 @@ await t.step('best available: the best 3 together in a category, held and marked
   for (const l of hd.seats) t.check((await seatCell(page, l).getAttribute('aria-label')).endsWith(', free'), `${l} free again`);
 });
 
+// A problem answer as usherd sends it (only the type's last segment matters to the page).
+const problem = (status, slug, detail) => ({
+  status,
+  contentType: 'application/problem+json',
+  headers: { 'Retry-After': '1' },
+  body: JSON.stringify({ type: `https://usher.invalid/problems/${slug}`, title: slug, status, detail }),
+});
+const heldForMe = async (l) => (await seatCell(page, l).getAttribute('aria-label')).endsWith('held for you');
+const releaseShown = async () => {
+  await page.getByRole('button', { name: 'Release these seats' }).click();
+  await page.getByText('Your seats were released.').waitFor();
+};
+
+await t.step('reserve: a 409 idempotency-in-flight is tried again with the same key and body', async () => {
+  const keys = [];
+  let n = 0;
+  await page.route('**/api/bookings/reserve', (route) => {
+    keys.push([route.request().headers()['idempotency-key'], route.request().postData()]);
+    if (n++ === 0) return route.fulfill(problem(409, 'idempotency-in-flight', 'a request with this Idempotency-Key is still executing'));
+    return route.continue();
+  });
+  await seatCell(page, 'C1').click();
+  await page.getByRole('button', { name: 'Hold this seat' }).click();
+  await page.locator('.sm-panel [role=alert]').waitFor();
+  await page.getByRole('button', { name: 'Hold this seat' }).click();
+  await page.getByRole('heading', { name: 'Seats held for you' }).waitFor();
+  await page.unroute('**/api/bookings/reserve');
+  t.check(keys.length === 2 && keys[0][0] && keys[0][0] === keys[1][0] && keys[0][1] === keys[1][1], `the two tries: ${JSON.stringify(keys)}`);
+  t.check(await heldForMe('C1'), 'C1 is held for me');
+  await releaseShown();
+});
+
+await t.step("reserve: the answer lost after the server held the seat: the page shows the hold as mine", async () => {
+  // The request reaches usherd (which holds C3); the browser never sees the answer.
+  await page.route('**/api/bookings/reserve', async (route) => {
+    await route.fetch();
+    await route.abort('failed');
+  }, { times: 1 });
+  await seatCell(page, 'C3').click();
+  await page.getByRole('button', { name: 'Hold this seat' }).click();
+  await page.getByRole('heading', { name: 'Seats held for you' }).waitFor();
+  t.check(await heldForMe('C3'), 'C3 is held for me');
+  t.check((await page.getByText('Someone else has just taken').count()) === 0, 'not said to be taken by someone else');
+  const mine = (await t.api('GET', '/api/bookings/my-holds', { token: demoTok })).json.items;
+  t.check(mine.length === 1 && mine[0].seats.join() === 'C3', `one hold on the server: ${JSON.stringify(mine)}`);
+  t.expectConsole(/ERR_FAILED|Failed to fetch/, 0, { atLeast: true });
+});
+
+await t.step('confirm: the answer lost: the method is locked, paying again resends it and shows the booking', async () => {
+  let failLookups = true; // the page's own look-up of my bookings fails too, for a while
+  await page.route('**/api/bookings/my-bookings*', (route) => (failLookups ? route.abort('failed') : route.continue()));
+  await page.route('**/api/bookings/confirm', async (route) => {
+    await route.fetch();
+    await route.abort('failed');
+  }, { times: 1 });
+  await page.getByLabel('UPI').check();
+  await page.getByRole('button', { name: /^Pay / }).click();
+  await until(() => page.getByLabel('Card').isDisabled(), 5000, 'the payment methods locked');
+  t.check(await page.getByLabel('UPI').isChecked(), 'UPI stays chosen');
+  failLookups = false;
+  const pay = page.getByRole('button', { name: /^Pay / });
+  if (await pay.isVisible()) await pay.click();
+  await page.getByRole('heading', { name: 'Booked' }).waitFor();
+  const text = await page.locator('.sm-panel .success').textContent();
+  t.check(/paid by UPI/.test(text), `the booking shown: ${text}`);
+  const id = /Booking (\d+)/.exec(text)[1];
+  const b = (await t.api('GET', `/api/bookings/${id}`, { token: demoTok })).json;
+  t.check(b.status === 'confirmed' && b.seats.join() === 'C3' && b.payment_method === 'upi', `booking ${JSON.stringify(b)}`);
+  await page.unroute('**/api/bookings/my-bookings*');
+  t.expectConsole(/ERR_FAILED|Failed to fetch/, 0, { atLeast: true });
+  await page.getByRole('button', { name: 'Choose more seats' }).click();
+});
+
+await t.step('a hold bought elsewhere (its seats turn sold on the stream): the page shows the booking', async () => {
+  await seatCell(page, 'D1').click();
+  await page.getByRole('button', { name: 'Hold this seat' }).click();
+  await page.getByRole('heading', { name: 'Seats held for you' }).waitFor();
+  const hd = (await t.api('GET', '/api/bookings/my-holds', { token: demoTok })).json.items[0];
+  const r = await t.api('POST', '/api/bookings/confirm', { token: demoTok, body: { hold_id: hd.hold_id, payment: { method: 'wallet' } } });
+  t.check(r.status === 201, `confirm from elsewhere: ${r.status}`);
+  await page.getByRole('heading', { name: 'Booked' }).waitFor({ timeout: 3000 });
+  await page.locator('.sm-panel .success').getByText(`Booking ${r.json.booking_id}`).waitFor();
+  await page.locator('.sm-panel .success').getByText('paid by WALLET').waitFor();
+  await page.getByRole('button', { name: 'Choose more seats' }).click();
+});
+
+await t.step('the countdown runs to expires_at, not to a replayed expires_in_s', async () => {
+  await page.route('**/api/bookings/reserve', async (route) => {
+    const res = await route.fetch();
+    const hd = await res.json();
+    // As a replay of an answer given 280 s ago would say.
+    hd.expires_in_s = 300;
+    hd.expires_at = new Date(Date.now() + 20000).toISOString();
+    await route.fulfill({ response: res, body: JSON.stringify(hd) });
+  }, { times: 1 });
+  await seatCell(page, 'D3').click();
+  await page.getByRole('button', { name: 'Hold this seat' }).click();
+  await page.getByRole('heading', { name: 'Seats held for you' }).waitFor();
+  const c = await page.locator('.countdown').textContent();
+  const [m, sec] = c.split(':').map(Number);
+  t.check(m * 60 + sec <= 20 && m * 60 + sec >= 15, `the countdown shows ${c}`);
+  await releaseShown();
+});
+
 await t.step('my bookings: a hold released, a booking cancelled with the refund shown', async () => {
   const r = await t.api('POST', '/api/bookings/reserve', { token: demoTok, body: { showtime_id: SID, seats: ['H1', 'H2'] } });
   t.check(r.status === 201, 'a hold for the list');

@@ -17,6 +17,7 @@ const SORTS = [
   ['popularity', 'Popularity, most sold first'],
 ];
 const scrollMemory = new Map(); // hash query -> window.scrollY, for coming back to the list
+const SCROLL_MAX = 50; // the last 50 lists left, oldest dropped first
 
 function readState(q) {
   const s = {};
@@ -566,7 +567,10 @@ export function render(root, { query: q }) {
   loadPage(1);
 
   return () => {
-    scrollMemory.set(hashOf(state), window.scrollY);
+    const key = hashOf(state);
+    scrollMemory.delete(key); // newest last
+    scrollMemory.set(key, window.scrollY);
+    while (scrollMemory.size > SCROLL_MAX) scrollMemory.delete(scrollMemory.keys().next().value);
     gen++;
     for (const fn of cleanups) fn();
   };

@@ -5,17 +5,24 @@
 import { get, query } from '../api.js';
 
 const TTL_MS = 5 * 60 * 1000;
-const cache = new Map(); // path -> {at, promise}
+const cache = new Map(); // path -> {at, promise}, oldest use first (a small LRU)
+const CACHE_MAX = 200; // every distinct search text is a path: keep only the last ones
 
 // GET path, answered from the cache while it is fresh. A failure is not cached.
 export function cached(path) {
   const hit = cache.get(path);
-  if (hit && Date.now() - hit.at < TTL_MS) return hit.promise;
+  if (hit && Date.now() - hit.at < TTL_MS) {
+    cache.delete(path); // move to the newest end
+    cache.set(path, hit);
+    return hit.promise;
+  }
   const promise = get(path).catch((e) => {
     if (cache.get(path) && cache.get(path).promise === promise) cache.delete(path);
     throw e;
   });
+  cache.delete(path);
   cache.set(path, { at: Date.now(), promise });
+  while (cache.size > CACHE_MAX) cache.delete(cache.keys().next().value);
   return promise;
 }
 

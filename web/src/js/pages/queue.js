@@ -31,6 +31,7 @@ export function render(root, { params }) {
   }
 
   function openStream() {
+    if (closed) return; // called after an await: the page may have been left meanwhile
     if (qs) qs.close();
     qs = stream(`/api/showtimes/${id}/queue/events`, {
       onEvent(name, data) {

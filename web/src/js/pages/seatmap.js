@@ -33,6 +33,13 @@ export function render(root, { params, query: q }) {
     timers.add(t);
     return t;
   };
+  const cancel = (t) => {
+    clearTimeout(t);
+    timers.delete(t);
+  };
+  // An answer that may or may not have been acted on: no answer, a server error, or the same
+  // Idempotency-Key still executing.
+  const unknownOutcome = (err) => err instanceof ApiError && (err.status === 0 || err.status >= 500 || err.slug === 'idempotency-in-flight');
 
   const h1 = pageTitle(root, 'Choose seats');
   const sub = h('p', { class: 'sm-sub muted' });
@@ -71,7 +78,7 @@ export function render(root, { params, query: q }) {
   grid.el.setAttribute('aria-describedby', 'grid-help');
   const selected = new Set();
   let mine = new Set();
-  let hold = null; // {hold_id, seats, amount, deadline, confirmKey, source}
+  let hold = null; // {hold_id, seats, amount, deadline, confirmKey, confirmBody, source}
   let booking = null; // the last confirmed booking (done panel)
   let info = null; // {showtime, movie, theater, screen}
   let queue = null; // GET /api/showtimes/:id/queue, or null
@@ -81,7 +88,8 @@ export function render(root, { params, query: q }) {
   let holdBusy = false; // a confirm or release of the hold is under way
   const deferred = new Set(); // selected seats the stream said were taken while a reserve ran
   let panelMessage = null; // {kind: 'error'|'notice'|'success', node}
-  let lastReserve = null; // {body, key, retriable}
+  let lastReserve = null; // {text, key, retriable, unknown}
+  let tickTimer = null; // the one countdown timer
   let seatStream = null;
   let loaded = false;
   const form = { count: '2', cat: '', acc: false, method: 'upi' }; // the panel's choices
@@ -147,16 +155,46 @@ export function render(root, { params, query: q }) {
   }
 
   // ---- holds
+  // The countdown's end. An idempotent replay repeats the first answer's expires_in_s, so the
+  // page counts down to expires_at (this clock's idea of that instant). If this clock and the
+  // server's disagree so much that the deadline is already past or further away than the hold's
+  // whole time (expires_at - created_at) allows, ask GET /api/holds/:id once: a fresh answer's
+  // expires_in_s is then the time left (a 404 means the hold has ended).
+  function deadlineOf(hd) {
+    const at = Date.parse(hd.expires_at);
+    const ttl = at - Date.parse(hd.created_at);
+    const left = at - Date.now();
+    if (Number.isFinite(left) && left > 0 && !(ttl >= 0 && left > ttl + 2000)) return at;
+    return null;
+  }
+
+  async function checkDeadline(hd) {
+    try {
+      const fresh = await get(`/api/holds/${hd.hold_id}`);
+      if (closed || !hold || hold.hold_id !== hd.hold_id) return;
+      hold.deadline = Date.now() + fresh.expires_in_s * 1000;
+      tick();
+    } catch (err) {
+      if (closed || !hold || hold.hold_id !== hd.hold_id) return;
+      if (err.slug === 'not-found') endHold(EXPIRED);
+    }
+  }
+
   function startHold(hd, words) {
+    lastReserve = null;
+    const at = deadlineOf(hd);
     hold = {
       hold_id: hd.hold_id,
       seats: hd.seats,
       amount: hd.amount,
       source: hd.source || 'reserve',
-      deadline: Date.now() + hd.expires_in_s * 1000,
+      // Until the hold is re-read, count with expires_in_s (at worst the replayed value).
+      deadline: at !== null ? at : Date.now() + hd.expires_in_s * 1000,
       confirmKey: newKey('confirm'),
+      confirmBody: null, // the body of a confirm whose outcome is unknown: resent as it was
       announced: new Set(),
     };
+    if (at === null) checkDeadline(hd);
     mine = new Set(hd.seats);
     for (const l of hd.seats) {
       const s = grid.seats.get(l);
@@ -176,6 +214,7 @@ export function render(root, { params, query: q }) {
     if (!hold) return;
     const seats = hold.seats;
     hold = null;
+    cancel(tickTimer);
     mine = new Set();
     if (state) {
       for (const l of seats) {
@@ -189,6 +228,8 @@ export function render(root, { params, query: q }) {
   }
 
   function tick() {
+    cancel(tickTimer); // one countdown chain, whatever started this one
+    tickTimer = null;
     if (!hold || closed) return;
     const left = (hold.deadline - Date.now()) / 1000;
     const t = panel.querySelector('.countdown');
@@ -204,11 +245,22 @@ export function render(root, { params, query: q }) {
       }
     }
     if (left <= 0) {
+      if (hold.confirmBody) {
+        // A payment whose answer never came may have gone through.
+        const h0 = hold;
+        settleFromBookings().then((found) => {
+          if (!found && hold === h0) {
+            endHold(EXPIRED);
+            say.textContent = 'Your hold ran out of time.';
+          }
+        });
+        return;
+      }
       endHold(EXPIRED);
       say.textContent = 'Your hold ran out of time.';
       return;
     }
-    later(tick, (hold.deadline - Date.now()) % 1000 || 1000);
+    tickTimer = later(tick, (hold.deadline - Date.now()) % 1000 || 1000);
   }
 
   async function admissionToken() {
@@ -241,11 +293,23 @@ export function render(root, { params, query: q }) {
       headers['Admission-Token'] = token;
     }
     const text = JSON.stringify(body);
-    const key = lastReserve && lastReserve.retriable && lastReserve.text === text ? lastReserve.key : newKey('reserve');
-    lastReserve = { text, key, retriable: false };
     reserving = true;
     deferred.clear();
     if (button) button.disabled = true;
+    // An earlier reserve whose outcome is unknown may have placed a hold: look for it before
+    // trying again (with the same key and body, or, if the choice changed, a new key).
+    const wasUnknown = !!(lastReserve && lastReserve.unknown);
+    if (wasUnknown && (await recoverHold())) {
+      reserving = false;
+      deferred.clear();
+      if (button) button.disabled = false;
+      return;
+    }
+    if (closed) return;
+    const same = lastReserve && lastReserve.retriable && lastReserve.text === text;
+    const key = same ? lastReserve.key : newKey('reserve');
+    const attempt = { text, key, retriable: false, unknown: wasUnknown };
+    lastReserve = attempt;
     try {
       const hd = await post('/api/bookings/reserve', body, { idempotencyKey: key, headers });
       if (closed) return;
@@ -254,7 +318,14 @@ export function render(root, { params, query: q }) {
       h2focus();
     } catch (err) {
       if (closed) return;
-      lastReserve.retriable = err instanceof ApiError && (err.status === 0 || err.status >= 500);
+      const unknown = unknownOutcome(err);
+      // Unknown outcomes and 429 (nothing held) are tried again with the same key and body.
+      attempt.retriable = unknown || err.status === 429;
+      attempt.unknown = unknown || wasUnknown;
+      // The hold may be ours after all (placed by the attempt whose answer was lost).
+      if ((unknown || (wasUnknown && err.slug === 'seats-taken')) && (await recoverHold())) return;
+      if (closed) return;
+      if (!unknown) attempt.unknown = false;
       if (err.slug === 'seats-taken' && err.seats) taken(err.seats);
       else if (err.slug === 'seats-unavailable' && err.seats) taken(err.seats, 'unavailable', 'These seats are not for sale:');
       else if (err.slug === 'admission-required') {
@@ -273,6 +344,18 @@ export function render(root, { params, query: q }) {
     }
   }
 
+  // The user's own hold on this showtime, if there is one, shown as theirs. True if a hold is
+  // shown (or the page was left).
+  async function recoverHold() {
+    const mh = await findMyHold();
+    if (closed || hold) return true;
+    if (!mh) return false;
+    startHold(mh, `${mh.seats.length === 1 ? 'Seat' : 'Seats'} ${mh.seats.join(', ')} held for you.`);
+    sessionStorage.removeItem(PICK_KEY(id));
+    h2focus();
+    return true;
+  }
+
   function h2focus() {
     const t = panel.querySelector('h2');
     if (t) {
@@ -281,30 +364,71 @@ export function render(root, { params, query: q }) {
     }
   }
 
+  function booked(b) {
+    for (const l of b.seats) {
+      const s = grid.seats.get(l);
+      if (s) s.state = 'sold';
+    }
+    hold = null;
+    mine = new Set();
+    booking = b;
+    cancel(tickTimer);
+    grid.paintAll();
+    refreshLegend();
+    panelMessage = null;
+    renderPanel();
+    say.textContent = `Booked. Booking number ${b.booking_id}.`;
+    h2focus();
+  }
+
+  // The hold may have been bought (a confirm whose answer was lost, or another tab): look for
+  // its booking in my bookings (by hold, else by showtime and seats) and show it. True if found,
+  // false if not, null if the look-up failed.
+  async function settleFromBookings() {
+    const hd = hold;
+    if (!hd) return false;
+    let b = null;
+    try {
+      const r = await get('/api/bookings/my-bookings?limit=50');
+      const same = (x) => x.seats.length === hd.seats.length && hd.seats.every((l) => x.seats.includes(l));
+      b =
+        r.items.find((x) => String(x.hold_id) === String(hd.hold_id)) ||
+        r.items.find((x) => x.status === 'confirmed' && String(x.showtime_id) === String(id) && same(x)) ||
+        null;
+    } catch (_) {
+      return null;
+    }
+    if (closed || !b || hold !== hd) return false;
+    booked(b);
+    return true;
+  }
+
   async function confirm(method, button) {
     if (!hold) return;
+    const hd = hold;
+    // After an attempt with an unknown outcome the same body goes again (the payment radios are
+    // locked), so the same Idempotency-Key gets the first answer rather than a 422.
+    const body = hd.confirmBody || { hold_id: hd.hold_id, payment: { method } };
     button.disabled = true;
     holdBusy = true;
     try {
-      const b = await post('/api/bookings/confirm', { hold_id: hold.hold_id, payment: { method } }, { idempotencyKey: hold.confirmKey });
+      const b = await post('/api/bookings/confirm', body, { idempotencyKey: hd.confirmKey });
       if (closed) return;
-      for (const l of b.seats) {
-        const s = grid.seats.get(l);
-        if (s) s.state = 'sold';
-      }
-      hold = null;
-      mine = new Set();
-      booking = b;
-      grid.paintAll();
-      refreshLegend();
-      panelMessage = null;
-      renderPanel();
-      say.textContent = `Booked. Booking number ${b.booking_id}.`;
-      h2focus();
+      booked(b);
     } catch (err) {
       if (closed) return;
       button.disabled = false;
-      if (err.slug === 'hold-expired' || err.slug === 'hold-ended') endHold(errorText(err));
+      holdBusy = false;
+      if (hold !== hd) return;
+      if (unknownOutcome(err)) {
+        hd.confirmBody = body;
+        if (await settleFromBookings()) return;
+        if (closed || hold !== hd) return;
+        message('error', h('div', {}, h('p', {}, errorText(err)), h('p', {}, 'Your payment may have gone through: paying again sends the same payment, which is never charged twice.')));
+      } else if (err.slug === 'idempotency-key-reused' || err.slug === 'hold-ended') {
+        if (await settleFromBookings()) return;
+        if (!closed && hold === hd) endHold(errorText(err));
+      } else if (err.slug === 'hold-expired') endHold(errorText(err));
       else message('error', errorText(err));
     } finally {
       holdBusy = false;
@@ -336,18 +460,23 @@ export function render(root, { params, query: q }) {
     try {
       waiting = await get(`/api/showtimes/${id}/waitlist`);
     } catch (e) {
-      const was = waiting;
-      waiting = null;
-      if (was && e.slug === 'not-waiting') {
-        // Off the line: an offer (a hold from the waiting list) or gone.
-        const offer = await findMyHold();
-        if (offer) startHold(offer, 'Seats came free for you: they are held for you now.');
-        else message('notice', 'You are no longer on the waiting list.');
+      // Any other failure (no answer, 503): keep what was known and ask again at the next poll.
+      if (e.slug === 'not-waiting') {
+        const was = waiting;
+        waiting = null;
+        if (was) {
+          // Off the line: an offer (a hold from the waiting list) or gone.
+          const offer = await findMyHold();
+          if (closed) return;
+          if (offer) startHold(offer, 'Seats came free for you: they are held for you now.');
+          else message('notice', 'You are no longer on the waiting list.');
+        }
       }
     }
-    if (!closed) renderPanel();
-    clearTimeout(waitTimer);
-    if (waiting) waitTimer = later(loadWaiting, 10000);
+    if (closed) return;
+    renderPanel();
+    cancel(waitTimer);
+    waitTimer = waiting ? later(loadWaiting, 10000) : null;
   }
 
   async function joinWaiting(count, category, button) {
@@ -363,7 +492,7 @@ export function render(root, { params, query: q }) {
       panelMessage = null;
       say.textContent = `You joined the waiting list: number ${waiting.position}.`;
       renderPanel();
-      clearTimeout(waitTimer);
+      cancel(waitTimer);
       waitTimer = later(loadWaiting, 10000);
     } catch (err) {
       button.disabled = false;
@@ -376,7 +505,8 @@ export function render(root, { params, query: q }) {
     try {
       await del(`/api/showtimes/${id}/waitlist`);
       waiting = null;
-      clearTimeout(waitTimer);
+      cancel(waitTimer);
+      waitTimer = null;
       message('notice', 'You left the waiting list.');
     } catch (err) {
       button.disabled = false;
@@ -389,7 +519,7 @@ export function render(root, { params, query: q }) {
 
   async function findMyHold(holdId) {
     try {
-      if (holdId) {
+      if (holdId && /^\d+$/.test(holdId)) {
         const one = await get(`/api/holds/${holdId}`);
         if (String(one.showtime_id) === String(id)) return one;
       }
@@ -574,11 +704,13 @@ export function render(root, { params, query: q }) {
   function renderHold(msg) {
     const left = (hold.deadline - Date.now()) / 1000;
     const methodName = 'pay-method';
+    // A payment whose answer was lost is sent again as it was: its method cannot change.
+    const sent = hold.confirmBody ? hold.confirmBody.payment.method : null;
     const radios = METHODS.map(([v, t]) =>
       h(
         'label',
         { class: 'method' },
-        h('input', { type: 'radio', name: methodName, value: v, checked: v === form.method, onchange: () => (form.method = v) }),
+        h('input', { type: 'radio', name: methodName, value: v, checked: v === (sent || form.method), disabled: !!sent, onchange: () => (form.method = v) }),
         h('span', {}, t),
       ),
     );
@@ -710,6 +842,7 @@ export function render(root, { params, query: q }) {
   function applyChanges(list) {
     const lost = [];
     let mineGone = 0;
+    let mineSold = 0;
     for (const c of list) {
       const seat = grid.seats.get(c.label);
       if (!seat) continue;
@@ -719,13 +852,26 @@ export function render(root, { params, query: q }) {
         else lost.push(c.label);
       }
       if (mine.has(c.label) && c.state === 'free') mineGone++;
+      if (mine.has(c.label) && c.state === 'sold') mineSold++;
       grid.paint(seat);
     }
-    if (lost.length) taken(lost, 'held');
+    if (lost.length && lastReserve && lastReserve.unknown) {
+      // A reserve whose answer was lost may have held these seats for this user: look first.
+      recoverHold().then((found) => {
+        if (!found) taken(lost, 'held');
+      });
+    } else if (lost.length) taken(lost, 'held');
     // Seats came free while on the waiting list: an offer may be ours; ask soon, not in 10 s.
     if (waiting && list.some((c) => c.state === 'free' || c.state === 'held')) {
-      clearTimeout(waitTimer);
+      cancel(waitTimer);
       waitTimer = later(loadWaiting, 400);
+    }
+    if (hold && !holdBusy && mineSold && hold.seats.every((l) => grid.seats.get(l) && grid.seats.get(l).state === 'sold')) {
+      // Bought: by a confirm whose answer was lost, or in another tab. Show the booking.
+      const hd = hold;
+      settleFromBookings().then((found) => {
+        if (found === false && !closed && hold === hd) endHold('Your seats have been bought (perhaps in another tab): see My bookings.', 'notice');
+      });
     }
     if (hold && !holdBusy && mineGone && hold.seats.every((l) => grid.seats.get(l) && grid.seats.get(l).state === 'free')) {
       // The server's clock ends a hold a little before or after this page's countdown does.
