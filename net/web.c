@@ -134,7 +134,7 @@ static int web_put(net_web *w, const char *path, char *data, size_t len, char *e
 /* Reads `len` bytes of `fd` and adds them as `path`. */
 static int web_add(net_web *w, const char *path, int fd, size_t len, char *err, size_t cap)
 {
-    if (len > WEB_FILE_BYTES_MAX) /* before allocating it */
+    if (len > WEB_FILE_BYTES_MAX || w->bytes + len > WEB_BYTES_MAX) /* refused before reading */
         return web_put(w, path, NULL, len, err, cap);
     char *data = malloc(len > 0 ? len : 1);
     if (data == NULL)
