@@ -3,6 +3,7 @@
  */
 #include "auth.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -1032,4 +1033,36 @@ bool auth_password_needs_rehash(const char *hash, const auth_password_opts *opts
     if (!hash_ok(hash))
         return true;
     return crypto_pwhash_str_needs_rehash(hash, o.opslimit, o.memlimit_bytes) != 0;
+}
+
+bool auth_origin_valid(const char *origin)
+{
+    const char *h = strncmp(origin, "http://", 7) == 0    ? origin + 7
+                    : strncmp(origin, "https://", 8) == 0 ? origin + 8
+                                                          : NULL;
+    if (h == NULL)
+        return false;
+    const char *p = h;
+    if (*p == '[') {
+        for (p++; *p != ']'; p++)
+            if (!(isxdigit((unsigned char)*p) || *p == ':' || *p == '.'))
+                return false; /* also the end of the string */
+        if (p == h + 1)
+            return false;
+        p++;
+    } else {
+        while (isalnum((unsigned char)*p) || *p == '.' || *p == '-')
+            p++;
+        if (p == h)
+            return false;
+    }
+    if (*p == ':') {
+        const char *d = ++p;
+        long port = 0;
+        while (isdigit((unsigned char)*p) && p - d < 6)
+            port = port * 10 + (*p++ - '0');
+        if (p == d || port < 1 || port > 65535)
+            return false;
+    }
+    return *p == '\0';
 }

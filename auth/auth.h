@@ -189,6 +189,13 @@ typedef enum auth_role {
 /** "customer" or "admin"; NULL for a value that is not a role. */
 const char *auth_role_name(auth_role role);
 
+/* Whether `origin` is a bare web origin as CSP and CORS name one: http:// or https://, a host of
+ * ASCII letters, digits, '.' and '-' or a bracketed IPv6 address, an optional port 1 to 65535,
+ * and nothing after it (no path, slash, quote, space or ';'). usherd's --analytics-url and
+ * usher-pgexport's --http-allow-origin take only such values, since they are written into
+ * response headers. */
+bool auth_origin_valid(const char *origin);
+
 /**
  * The claims usher puts in a token. "iss" and "aud" are not here: they come
  * from the auth_jwt_key, when signing and when checking.

@@ -221,46 +221,11 @@ void net__web_free(net_web *w)
 
 static const web_file *web_find(const net_web *w, const char *path);
 
-/* An origin the CSP and the pages may name: http(s)://HOST[:PORT], HOST letters, digits, '.', '-'
- * or a bracketed IPv6 address; nothing after the port (no path, quote, space or ';'). */
-static bool origin_ok(const char *u)
-{
-    size_t n = strlen(u);
-    const char *h = strncmp(u, "http://", 7) == 0    ? u + 7
-                    : strncmp(u, "https://", 8) == 0 ? u + 8
-                                                     : NULL;
-    if (h == NULL || n > WEB_ORIGIN_MAX || *h == '\0')
-        return false;
-    const char *p = h;
-    if (*p == '[') {
-        while (*++p != ']')
-            if (*p == '\0' || !(strchr("0123456789abcdefABCDEF:.", *p)))
-                return false;
-        p++;
-    } else {
-        while (*p != '\0' && *p != ':') {
-            if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-                  (*p >= '0' && *p <= '9') || *p == '.' || *p == '-'))
-                return false;
-            p++;
-        }
-        if (p == h)
-            return false;
-    }
-    if (*p == ':') {
-        const char *d = ++p;
-        while (*p >= '0' && *p <= '9')
-            p++;
-        if (p == d || p - d > 5 || atoi(d) < 1 || atoi(d) > 65535)
-            return false;
-    }
-    return *p == '\0';
-}
-
 int net__web_load(const char *root, const char *analytics_url, net_web **out, char *err, size_t cap)
 {
     *out = NULL;
-    if (analytics_url != NULL && !origin_ok(analytics_url)) {
+    if (analytics_url != NULL &&
+        (strlen(analytics_url) > WEB_ORIGIN_MAX || !auth_origin_valid(analytics_url))) {
         snprintf(err, cap,
                  "--analytics-url '%.*s' is not an origin http(s)://HOST[:PORT] (no path, no "
                  "trailing slash)",

@@ -1102,3 +1102,33 @@ Test(auth, every_code_has_its_own_description)
     cr_assert_str_eq(auth_strerror(-32000), "unknown auth error");
     cr_assert_str_eq(auth_strerror(AUTH_EINVAL - 1), "unknown auth error");
 }
+
+/* The origins usherd's --analytics-url and usher-pgexport's --http-allow-origin accept: a bare
+ * scheme://host[:port]; anything that could carry more into a header is refused. */
+Test(auth, origin_valid_takes_bare_origins_only)
+{
+    const char *good[] = {"http://127.0.0.1:8081", "https://usher.example", "http://localhost",
+                          "http://[::1]:8080",     "https://a-b.c:1",       "http://h:65535"};
+    const char *bad[] = {"",
+                         "127.0.0.1:8081",
+                         "ftp://host",
+                         "http://",
+                         "http://host/",
+                         "http://host:8081/api",
+                         "http://a;b",
+                         "http://ho st",
+                         "http://h'x",
+                         "http://h\"x",
+                         "http://host:",
+                         "http://host:0",
+                         "http://host:65536",
+                         "http://host:0000080",
+                         "https://[::1",
+                         "https://[]",
+                         "https://[::1]x",
+                         "http://host\r\nX-Evil: 1"};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        cr_expect(auth_origin_valid(good[i]), "refused %s", good[i]);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        cr_expect_not(auth_origin_valid(bad[i]), "took %s", bad[i]);
+}

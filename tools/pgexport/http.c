@@ -18,6 +18,8 @@
  */
 #include "http.h"
 
+#include "auth.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
@@ -92,39 +94,6 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
 
 /* ---- Origins -------------------------------------------------------------------------------- */
 
-/* scheme://host[:port] with http or https; host letters, digits, '.', '-', or [IPv6]. */
-static bool origin_shaped(const char *o)
-{
-    const char *h;
-    if (strncmp(o, "http://", 7) == 0)
-        h = o + 7;
-    else if (strncmp(o, "https://", 8) == 0)
-        h = o + 8;
-    else
-        return false;
-    const char *p = h;
-    if (*p == '[') {
-        p++;
-        while (isxdigit((unsigned char)*p) || *p == ':' || *p == '.')
-            p++;
-        if (*p++ != ']' || p - h < 4)
-            return false;
-    } else {
-        while (isalnum((unsigned char)*p) || *p == '.' || *p == '-')
-            p++;
-        if (p == h)
-            return false;
-    }
-    if (*p == ':') {
-        const char *d = ++p;
-        while (isdigit((unsigned char)*p))
-            p++;
-        if (p == d || p - d > 5)
-            return false;
-    }
-    return *p == '\0';
-}
-
 bool pgx_http_add_origins(pgx_http_config *cfg, const char *list, char *err, size_t cap)
 {
     for (const char *s = list; *s != '\0';) {
@@ -147,7 +116,7 @@ bool pgx_http_add_origins(pgx_http_config *cfg, const char *list, char *err, siz
             for (size_t i = 0; i < (size_t)(b - a); i++)
                 o[i] = (char)tolower((unsigned char)a[i]);
             o[b - a] = '\0';
-            if (!origin_shaped(o)) {
+            if (!auth_origin_valid(o)) {
                 snprintf(err, cap,
                          "not an origin (scheme://host[:port], http or https, no path): %.*s",
                          (int)(b - a), a);
