@@ -28,6 +28,11 @@ export class Harness {
     this.browser = null;
     this.pages = [];
     this.console = [];
+    // An error outside a step (a bug in the test itself) still stops what the test started:
+    // usherd, the exporter, PostgreSQL and Chromium must not outlive it.
+    const crash = (e) => this.fail(`uncaught: ${(e && e.stack) || e}`);
+    process.on('uncaughtException', crash);
+    process.on('unhandledRejection', crash);
   }
 
   log(msg) {
@@ -218,6 +223,8 @@ export class Harness {
   }
 
   async fail(msg) {
+    if (this.failing) return;
+    this.failing = true;
     console.log(`FAIL: ${msg}`);
     for (const { label, page } of this.pages) {
       try {
