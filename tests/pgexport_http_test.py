@@ -568,6 +568,16 @@ def check_after_expiry(an, oracle, today, now):
     log("conversion (holds confirmed, expired, released) and occupancy equal the oracle")
 
 
+def read_all(s):
+    """Reads s until the server closes it."""
+    data = b""
+    while True:
+        chunk = s.recv(4096)
+        if not chunk:
+            return data
+        data += chunk
+
+
 def check_connection_limit(port, already):
     """`already` connections are open; the 33rd gets 503 and the server goes on."""
     time.sleep(0.3)  # the test's earlier connections, closed, are gone
@@ -577,12 +587,7 @@ def check_connection_limit(port, already):
         socks.append(s)
     time.sleep(0.3)
     s = socket.create_connection(("127.0.0.1", port), timeout=5)
-    data = b""
-    while True:
-        chunk = s.recv(4096)
-        if not chunk:
-            break
-        data += chunk
+    data = read_all(s)
     s.close()
     check(data.startswith(b"HTTP/1.1 503") and b"too-many-connections" in data,
           f"the 33rd connection: {data[:200]!r}")
@@ -599,12 +604,7 @@ def check_connection_limit(port, already):
     # Not HTTP: 400, and the connection closes.
     s = socket.create_connection(("127.0.0.1", port), timeout=5)
     s.sendall(b"HELLO /api/analytics/health\r\n\r\n")
-    data = b""
-    while True:
-        chunk = s.recv(4096)
-        if not chunk:
-            break
-        data += chunk
+    data = read_all(s)
     s.close()
     check(data.startswith(b"HTTP/1.1 400") and b"malformed-request" in data,
           f"a request that is not HTTP: {data[:200]!r}")
@@ -653,13 +653,6 @@ def open_slow_sockets(port):
 
 
 def check_slow_sockets(idle, slow, t0):
-    def read_all(s):
-        data = b""
-        while True:
-            chunk = s.recv(4096)
-            if not chunk:
-                return data
-            data += chunk
     got_idle, got_slow = read_all(idle), read_all(slow)
     took = time.time() - t0
     idle.close()
